@@ -1,0 +1,322 @@
+# SPDX-License-Identifier: MIT
+#
+# Shared helpers for the integration tests (tests/integration/*.sh), sourced
+# at the top of each.  A test exits 0 on pass, 1 on failure (after printing
+# `FAIL: reason`) and 77 on skip (after printing `SKIP: reason`).
+#
+# Servers started with start_server run under the shim unless the test asks
+# for the plain kernel; their counters go to a stats directory private to
+# the test, so `--all` sees exactly this test's processes.  Everything the
+# test started is killed on exit, and the servers' stderr is checked for
+# sanitizer reports when they are stopped.
+#
+# RINGSTEER_TEST_NO_SHIM=1 runs every server on the plain kernel and turns
+# the stats assertions into notes: for developing the tests themselves
+# only, never a way to make the suite pass.
+
+set -u
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SERVERS=$REPO/tests/servers
+CLIENTS=$REPO/tests/clients
+TOOL=$REPO/tools/ringsteer
+SHIM_LIBRARY=$REPO/preload/libringsteer.so
+# Under `make SANITIZE=1` the ASan runtime must be loaded before the shim.
+SHIM="${RINGSTEER_ASAN_LIB:+$RINGSTEER_ASAN_LIB:}$SHIM_LIBRARY"
+TEST_NAME=$(basename "$0" .sh)
+
+TEST_TMP=$(mktemp -d "/tmp/ringsteer-test.$TEST_NAME.XXXXXX") || {
+	echo "FAIL: cannot create a temporary directory"
+	exit 1
+}
+STATS_DIR=$TEST_TMP/stats
+mkdir -p "$STATS_DIR"
+
+SERVER_PIDS=()     # every server started, for cleanup
+BACKGROUND_PIDS=() # other background processes (clients), for cleanup
+SERVER_PID=
+PORT=
+SERVER_OUT=
+SERVER_ERR=
+
+shim_enabled() {
+	[ "${RINGSTEER_TEST_NO_SHIM:-0}" != 1 ]
+}
+
+# ---- outcome -----------------------------------------------------------------
+
+# Stops with a failure, showing the end of every server's stderr.
+fail() {
+	local file
+	echo "FAIL: $*"
+	for file in "$TEST_TMP"/server.*.err; do
+		[ -s "$file" ] || continue
+		echo "--- last lines of $(basename "$file"):"
+		tail -n 20 "$file"
+	done
+	exit 1
+}
+
+skip() {
+	echo "SKIP: $*"
+	echo "SKIP: $TEST_NAME: $*" >&2
+	exit 77
+}
+
+note() {
+	echo "  $*"
+}
+
+# ---- processes ---------------------------------------------------------------
+
+# True while PID exists and is not a zombie.
+process_alive() {
+	local state
+	[ -r "/proc/$1/stat" ] || return 1
+	state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+	[ -n "$state" ] && [ "$state" != Z ]
+}
+
+# Sends SIGTERM, waits up to 5 s, then SIGKILL.  Only for our own children.
+terminate_process() {
+	local pid=$1 tries=0
+	kill -TERM "$pid" 2>/dev/null || return 0
+	while process_alive "$pid" && [ $tries -lt 50 ]; do
+		sleep 0.1
+		tries=$((tries + 1))
+	done
+	if process_alive "$pid"; then
+		kill -KILL "$pid" 2>/dev/null
+		sleep 0.1
+	fi
+	wait "$pid" 2>/dev/null
+	return 0
+}
+
+cleanup() {
+	local pid
+	for pid in "${BACKGROUND_PIDS[@]}" "${SERVER_PIDS[@]}"; do
+		terminate_process "$pid"
+	done
+	if [ "${RINGSTEER_TEST_KEEP:-0}" = 1 ]; then
+		echo "  (kept $TEST_TMP)"
+	else
+		rm -rf "$TEST_TMP"
+	fi
+}
+trap cleanup EXIT
+trap 'echo "FAIL: interrupted"; exit 1' INT TERM
+
+need_program() {
+	local path=$1
+	[ -x "$path" ] || fail "$path is missing: run make first"
+}
+
+# start_server [--plain] [--env NAME=VALUE]... [--wrap PROGRAM [ARGS] --] SERVER [ARGS...]
+#
+# Starts tests/servers/SERVER with `-p 0` and ARGS, under the shim unless
+# --plain, with every --env setting, and with the wrapper command (for
+# instance no_io_uring) exec'ing it.  Waits at most 10 s for its
+# `listening PORT` line.  Sets SERVER_PID, PORT, SERVER_OUT and SERVER_ERR.
+start_server() {
+	local plain=0 environment=() wrapper=() name binary label tries=0
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--plain) plain=1; shift ;;
+		--env) environment+=("$2"); shift 2 ;;
+		--wrap)
+			shift
+			while [ $# -gt 0 ] && [ "$1" != -- ]; do
+				wrapper+=("$1")
+				shift
+			done
+			[ $# -gt 0 ] || fail "start_server: --wrap without --"
+			shift
+			;;
+		*) break ;;
+		esac
+	done
+	name=$1
+	shift
+	binary=$SERVERS/$name
+	need_program "$binary"
+	environment+=("RINGSTEER_STATS_DIR=$STATS_DIR")
+	if [ $plain = 0 ] && shim_enabled; then
+		[ -e "$SHIM_LIBRARY" ] || fail "$SHIM_LIBRARY is missing: run make first"
+		environment+=("LD_PRELOAD=$SHIM")
+	fi
+	label="$name.${#SERVER_PIDS[@]}"
+	SERVER_OUT=$TEST_TMP/server.$label.out
+	SERVER_ERR=$TEST_TMP/server.$label.err
+	# exec chain (wrapper, env, server) keeps one pid: $! is the server.
+	"${wrapper[@]}" env "${environment[@]}" "$binary" -p 0 "$@" \
+		</dev/null >"$SERVER_OUT" 2>"$SERVER_ERR" &
+	SERVER_PID=$!
+	SERVER_PIDS+=("$SERVER_PID")
+	PORT=
+	while [ $tries -lt 100 ]; do
+		PORT=$(sed -n 's/^listening \([0-9][0-9]*\)$/\1/p' "$SERVER_OUT" | head -n 1)
+		[ -n "$PORT" ] && break
+		process_alive "$SERVER_PID" || fail "$name exited before listening"
+		sleep 0.1
+		tries=$((tries + 1))
+	done
+	[ -n "$PORT" ] || fail "$name did not print 'listening PORT' within 10 s"
+	note "started $name ${*} (pid $SERVER_PID, port $PORT$([ $plain = 0 ] && shim_enabled && echo ', under the shim'))"
+}
+
+# Fails unless the server is still running and its stderr is free of
+# sanitizer reports.
+check_server() {
+	local pid=$1 err
+	err=$(server_stderr "$pid")
+	process_alive "$pid" || fail "server $pid died ($(tail -n 3 "$err" | tr '\n' ' '))"
+	check_sanitizers "$err"
+}
+
+check_sanitizers() {
+	if grep -qE 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:' "$1"; then
+		fail "sanitizer report in $(basename "$1")"
+	fi
+}
+
+server_stderr() {
+	local index
+	for index in "${!SERVER_PIDS[@]}"; do
+		if [ "${SERVER_PIDS[$index]}" = "$1" ]; then
+			ls "$TEST_TMP"/server.*."$index".err
+			return
+		fi
+	done
+	echo /dev/null
+}
+
+# stop_server [PID]: checks the server survived the test, then stops it.
+stop_server() {
+	local pid=${1:-$SERVER_PID}
+	check_server "$pid"
+	terminate_process "$pid"
+	check_sanitizers "$(server_stderr "$pid")"
+}
+
+# Resident memory of a process in KiB.
+rss_kib() {
+	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null
+}
+
+# ---- clients -----------------------------------------------------------------
+
+# run_client LABEL PROGRAM [ARGS...]: runs tests/clients/PROGRAM with a 120 s
+# limit, output to $TEST_TMP/LABEL.out; fails the test if it fails.
+run_client() {
+	local label=$1 program=$2 output rc=0
+	shift 2
+	need_program "$CLIENTS/$program"
+	output=$TEST_TMP/$label.out
+	timeout -k 5 120 "$CLIENTS/$program" "$@" >"$output" 2>&1 || rc=$?
+	check_sanitizers "$output"
+	if [ $rc != 0 ]; then
+		echo "--- $label output:"
+		tail -n 20 "$output"
+		fail "$label: $program $* exited with status $rc"
+	fi
+	note "$label: $(tail -n 1 "$output")"
+}
+
+client_output() {
+	cat "$TEST_TMP/$1.out"
+}
+
+# ---- stats -------------------------------------------------------------------
+
+stats_json() {
+	"$TOOL" stats --json --dir "$STATS_DIR" "$@"
+}
+
+# stats_total FIELD PID: the process's total for FIELD (empty if unknown).
+stats_total() {
+	stats_json "$2" 2>/dev/null |
+		jq -r --arg field "$1" --argjson pid "$2" \
+			'.processes[] | select(.pid == $pid) | .total[$field] // empty' 2>/dev/null
+}
+
+# stats_all_total FIELD: sum of FIELD over every process of this test,
+# running or exited.
+stats_all_total() {
+	stats_json --all 2>/dev/null | jq -r --arg field "$1" '.total[$field] // empty' 2>/dev/null
+}
+
+# stats_process_field FIELD PID: a per-process field such as io_uring.
+stats_process_field() {
+	stats_json "$2" 2>/dev/null |
+		jq -r --arg field "$1" --argjson pid "$2" \
+			'.processes[] | select(.pid == $pid) | .[$field] | tostring' 2>/dev/null
+}
+
+# Waits (at most 10 s) until FIELD reaches MINIMUM, as reported by the
+# given stats command; counters of a lane are published by its own thread,
+# which may still be finishing the last connection.
+wait_for_counter() {
+	local minimum=$1 value tries=0
+	shift
+	while :; do
+		value=$("$@")
+		case $value in '' | *[!0-9]*) value=0 ;; esac
+		[ "$value" -ge "$minimum" ] && break
+		[ $tries -ge 100 ] && break
+		sleep 0.1
+		tries=$((tries + 1))
+	done
+	echo "$value"
+}
+
+# assert_carried PID [BYTES]: fails unless the shim carried this server's
+# traffic through its rings: bytes received and sent (at least BYTES each
+# if given, otherwise at least 1), io_uring_enter calls, and no socket
+# handed back to the kernel after an internal failure.  Traffic that went
+# the kernel path makes the test fail.
+assert_carried() {
+	local pid=$1 minimum=${2:-1} received sent enters fallbacks
+	[ "$minimum" -ge 1 ] || minimum=1
+	if ! shim_enabled; then
+		note "stats not checked for $pid (RINGSTEER_TEST_NO_SHIM=1)"
+		return 0
+	fi
+	need_program "$TOOL"
+	received=$(wait_for_counter "$minimum" stats_total bytes_received "$pid")
+	sent=$(wait_for_counter "$minimum" stats_total bytes_sent "$pid")
+	enters=$(wait_for_counter 1 stats_total ring_enters "$pid")
+	fallbacks=$(stats_total fallbacks "$pid")
+	note "stats of $pid: bytes_received=$received bytes_sent=$sent ring_enters=$enters fallbacks=${fallbacks:-?}"
+	if [ "$received" -lt "$minimum" ] || [ "$sent" -lt "$minimum" ] || [ "$enters" -lt 1 ] ||
+		[ "${fallbacks:-x}" != 0 ]; then
+		echo "--- stats:"
+		stats_json "$pid" 2>&1 | head -n 40
+		fail "the shim did not carry the traffic of $pid (wanted at least $minimum bytes each way through the ring, ring_enters > 0, fallbacks 0)"
+	fi
+}
+
+# assert_carried_all [BYTES] [ACCEPTS]: the same over every process of the
+# test (forked and exec'd children included, which keep their stats files
+# with RINGSTEER_STATS_KEEP=1), plus at least ACCEPTS accepts.
+assert_carried_all() {
+	local minimum=${1:-1} accepts_minimum=${2:-0} received sent enters accepts fallbacks
+	[ "$minimum" -ge 1 ] || minimum=1
+	if ! shim_enabled; then
+		note "stats not checked (RINGSTEER_TEST_NO_SHIM=1)"
+		return 0
+	fi
+	need_program "$TOOL"
+	received=$(wait_for_counter "$minimum" stats_all_total bytes_received)
+	sent=$(wait_for_counter "$minimum" stats_all_total bytes_sent)
+	enters=$(wait_for_counter 1 stats_all_total ring_enters)
+	accepts=$(wait_for_counter "$accepts_minimum" stats_all_total accepts)
+	fallbacks=$(stats_all_total fallbacks)
+	note "stats of all processes: bytes_received=$received bytes_sent=$sent ring_enters=$enters accepts=$accepts fallbacks=${fallbacks:-?}"
+	if [ "$received" -lt "$minimum" ] || [ "$sent" -lt "$minimum" ] || [ "$enters" -lt 1 ] ||
+		[ "$accepts" -lt "$accepts_minimum" ] || [ "${fallbacks:-x}" != 0 ]; then
+		echo "--- stats:"
+		stats_json --all 2>&1 | head -n 60
+		fail "the shim did not carry the traffic (wanted at least $minimum bytes each way through the rings, $accepts_minimum accepts, ring_enters > 0, fallbacks 0)"
+	fi
+}
