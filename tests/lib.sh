@@ -33,6 +33,7 @@ STATS_DIR=$TEST_TMP/stats
 mkdir -p "$STATS_DIR"
 
 SERVER_PIDS=()     # every server started, for cleanup
+SERVER_NAMES=()    # their program names, same order
 BACKGROUND_PIDS=() # other background processes (clients), for cleanup
 SERVER_PID=
 PORT=
@@ -153,6 +154,7 @@ start_server() {
 		</dev/null >"$SERVER_OUT" 2>"$SERVER_ERR" &
 	SERVER_PID=$!
 	SERVER_PIDS+=("$SERVER_PID")
+	SERVER_NAMES+=("$name")
 	PORT=
 	while [ $tries -lt 100 ]; do
 		PORT=$(sed -n 's/^listening \([0-9][0-9]*\)$/\1/p' "$SERVER_OUT" | head -n 1)
@@ -162,16 +164,32 @@ start_server() {
 		tries=$((tries + 1))
 	done
 	[ -n "$PORT" ] || fail "$name did not print 'listening PORT' within 10 s"
-	note "started $name ${*} (pid $SERVER_PID, port $PORT$([ $plain = 0 ] && shim_enabled && echo ', under the shim'))"
+	note "started $name${*:+ $*} (pid $SERVER_PID, port $PORT$([ $plain = 0 ] && shim_enabled && echo ', under the shim'))"
 }
 
 # Fails unless the server is still running and its stderr is free of
-# sanitizer reports.
+# sanitizer reports and of the server's own complaints (the test servers
+# write to stderr only about something unexpected, such as an error other
+# than a peer going away, or a forked child that failed).
 check_server() {
-	local pid=$1 err
+	local pid=$1 err name
 	err=$(server_stderr "$pid")
 	process_alive "$pid" || fail "server $pid died ($(tail -n 3 "$err" | tr '\n' ' '))"
 	check_sanitizers "$err"
+	name=$(server_name "$pid")
+	if [ -n "$name" ] && grep -q "^$name:" "$err"; then
+		fail "$name reported problems: $(grep "^$name:" "$err" | head -n 5 | tr '\n' ';')"
+	fi
+}
+
+server_name() {
+	local index
+	for index in "${!SERVER_PIDS[@]}"; do
+		if [ "${SERVER_PIDS[$index]}" = "$1" ]; then
+			echo "${SERVER_NAMES[$index]}"
+			return
+		fi
+	done
 }
 
 check_sanitizers() {
@@ -197,6 +215,48 @@ stop_server() {
 	check_server "$pid"
 	terminate_process "$pid"
 	check_sanitizers "$(server_stderr "$pid")"
+}
+
+# Number of threads and of open descriptors of a process.
+thread_count() {
+	ls "/proc/$1/task" 2>/dev/null | wc -l
+}
+fd_count() {
+	ls "/proc/$1/fd" 2>/dev/null | wc -l
+}
+
+# CPU time (user + system) of a process in clock ticks.
+cpu_ticks() {
+	sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+}
+
+# wait_for_baseline PID THREADS FDS: waits (at most 10 s) until the server
+# is back to its idle thread and descriptor counts, i.e. every connection
+# it served is closed and nothing of it lingers; fails otherwise.
+wait_for_baseline() {
+	local pid=$1 threads=$2 fds=$3 tries=0
+	while [ "$(thread_count "$pid")" -gt "$threads" ] || [ "$(fd_count "$pid")" -gt "$fds" ]; do
+		[ $tries -ge 100 ] &&
+			fail "server $pid still has $(thread_count "$pid") threads and $(fd_count "$pid") descriptors 10 s after its clients left (idle: $threads and $fds)"
+		sleep 0.1
+		tries=$((tries + 1))
+	done
+}
+
+# settle_baseline [ARGS for echo_verify...]: runs one small warm-up
+# connection against $PORT (so lazily created state, such as the accepting
+# thread's lane, exists), waits for its thread to go, then records the
+# server's idle thread and descriptor counts in BASE_THREADS and BASE_FDS.
+settle_baseline() {
+	local pid=$SERVER_PID tries=0
+	BASE_THREADS=$(thread_count "$pid")
+	run_client warm-up echo_verify -p "$PORT" -c 1 -n 4K -s 99 "$@"
+	while [ "$(thread_count "$pid")" -gt "$BASE_THREADS" ] && [ $tries -lt 100 ]; do
+		sleep 0.1
+		tries=$((tries + 1))
+	done
+	BASE_THREADS=$(thread_count "$pid")
+	BASE_FDS=$(fd_count "$pid")
 }
 
 # Resident memory of a process in KiB.
