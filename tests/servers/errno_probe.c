@@ -1,0 +1,327 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Errno-for-errno probe: for each connection, runs a fixed script of socket
+ * calls whose results the kernel fully determines (the client, tests/
+ * clients/probe_client, keeps both sides in lock step) and prints every
+ * call's result on stdout, so the transcript on the plain kernel and under
+ * the shim can be compared line for line.
+ *
+ *   errno_probe [-p PORT] [-6]
+ *
+ * The client's first line names the scenario: reset (calls after the peer
+ * reset the connection, SIGPIPE counted by a handler), halfclose (reads and
+ * writes around shutdown), peek (MSG_PEEK, MSG_DONTWAIT, FIONREAD, O_NONBLOCK
+ * and FIONBIO switched on and off on a blocking socket), zero (zero-length
+ * calls), efault (bad buffers), closedpeer (writing after the peer closed),
+ * dup (dup, dup2 and close of one of two descriptors of a socket).  File
+ * descriptor numbers never appear in the transcript: a shim may hold
+ * descriptors of its own.  One connection at a time; runs until killed.
+ */
+#include <sys/ioctl.h>
+
+#include "server_common.h"
+
+static volatile sig_atomic_t sigpipes;
+static const char *scenario;
+
+static void on_sigpipe(int signal_number)
+{
+	sigpipes++;
+}
+
+/* Prints `scenario: step = result` with the errno name on failure. */
+static void record(const char *step, long result, int error)
+{
+	if (result < 0)
+		printf("%s: %s = -1 %s\n", scenario, step, strerrorname_np(error));
+	else
+		printf("%s: %s = %ld\n", scenario, step, result);
+	fflush(stdout);
+}
+
+/* Runs a call, restarting it on EINTR, and records its result. */
+#define STEP(description, call) ({                         \
+	long step_result_;                                 \
+	do {                                               \
+		step_result_ = (long)(call);               \
+	} while (step_result_ < 0 && errno == EINTR);      \
+	record(description, step_result_, errno);          \
+	step_result_;                                      \
+})
+
+static void record_data(const char *step, const char *data, long length)
+{
+	printf("%s: %s data \"%.*s\"\n", scenario, step, length > 0 ? (int)length : 0, data);
+	fflush(stdout);
+}
+
+static void record_sigpipes(void)
+{
+	printf("%s: sigpipes %d\n", scenario, (int)sigpipes);
+	fflush(stdout);
+}
+
+static void set_nonblocking(int fd, bool on)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	STEP(on ? "fcntl(F_SETFL, O_NONBLOCK)" : "fcntl(F_SETFL, 0)",
+	     fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK));
+	printf("%s: O_NONBLOCK now %s\n", scenario, fcntl(fd, F_GETFL) & O_NONBLOCK ? "set" : "clear");
+	fflush(stdout);
+}
+
+static void scenario_reset(int fd)
+{
+	char buf[100];
+	struct iovec iov = { .iov_base = "x", .iov_len = 1 };
+	struct msghdr message = { .msg_iov = &iov, .msg_iovlen = 1 };
+	int error = -1;
+	socklen_t length = sizeof(error);
+	long n;
+
+	n = STEP("recv(5, MSG_WAITALL)", recv(fd, buf, 5, MSG_WAITALL));
+	record_data("recv", buf, n);
+	STEP("write(got)", write(fd, "got\n", 4));
+	/* The client resets the connection once it has the reply. */
+	STEP("read(100)", read(fd, buf, 100));
+	STEP("write(1)", write(fd, "x", 1));
+	record_sigpipes();
+	STEP("send(1, MSG_NOSIGNAL)", send(fd, "x", 1, MSG_NOSIGNAL));
+	record_sigpipes();
+	STEP("read(100) again", read(fd, buf, 100));
+	STEP("recv(100)", recv(fd, buf, 100, 0));
+	STEP("writev(1)", writev(fd, &iov, 1));
+	record_sigpipes();
+	STEP("sendmsg(1, MSG_NOSIGNAL)", sendmsg(fd, &message, MSG_NOSIGNAL));
+	record_sigpipes();
+	STEP("getsockopt(SO_ERROR)", getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length));
+	printf("%s: SO_ERROR %d\n", scenario, error);
+	fflush(stdout);
+}
+
+static void scenario_halfclose(int fd)
+{
+	char buf[100];
+	struct iovec iov = { .iov_base = "def", .iov_len = 3 };
+	long n;
+
+	n = STEP("recv(3, MSG_WAITALL)", recv(fd, buf, 3, MSG_WAITALL));
+	record_data("recv", buf, n);
+	STEP("read(100) at end of file", read(fd, buf, 100));
+	STEP("read(100) at end of file again", read(fd, buf, 100));
+	STEP("write(abc)", write(fd, "abc", 3));
+	STEP("writev(def)", writev(fd, &iov, 1));
+	STEP("shutdown(SHUT_WR)", shutdown(fd, SHUT_WR));
+	STEP("write(1) after shutdown", write(fd, "x", 1));
+	record_sigpipes();
+	STEP("send(1, MSG_NOSIGNAL) after shutdown", send(fd, "x", 1, MSG_NOSIGNAL));
+	record_sigpipes();
+	STEP("read(100) after shutdown", read(fd, buf, 100));
+}
+
+static void scenario_peek(int fd)
+{
+	char buf[100];
+	int available = -1, on = 1, off = 0;
+	long n;
+
+	n = STEP("recv(6, MSG_PEEK | MSG_WAITALL)", recv(fd, buf, 6, MSG_PEEK | MSG_WAITALL));
+	record_data("peek", buf, n);
+	STEP("ioctl(FIONREAD)", ioctl(fd, FIONREAD, &available));
+	printf("%s: FIONREAD %d\n", scenario, available);
+	fflush(stdout);
+	n = STEP("read(3)", read(fd, buf, 3));
+	record_data("read", buf, n);
+	STEP("ioctl(FIONREAD)", ioctl(fd, FIONREAD, &available));
+	printf("%s: FIONREAD %d\n", scenario, available);
+	fflush(stdout);
+	n = STEP("recv(10, MSG_DONTWAIT)", recv(fd, buf, 10, MSG_DONTWAIT));
+	record_data("recv", buf, n);
+	STEP("recv(10, MSG_DONTWAIT) when empty", recv(fd, buf, 10, MSG_DONTWAIT));
+	STEP("ioctl(FIONREAD)", ioctl(fd, FIONREAD, &available));
+	printf("%s: FIONREAD %d\n", scenario, available);
+	fflush(stdout);
+	set_nonblocking(fd, true);
+	STEP("read(10) non-blocking when empty", read(fd, buf, 10));
+	STEP("recvfrom(10) non-blocking when empty", recvfrom(fd, buf, 10, 0, NULL, NULL));
+	set_nonblocking(fd, false);
+	STEP("write(more)", write(fd, "more\n", 5));
+	/* The client sends "ghi" once it sees "more". */
+	n = STEP("recv(3, MSG_WAITALL) blocking again", recv(fd, buf, 3, MSG_WAITALL));
+	record_data("recv", buf, n);
+	STEP("ioctl(FIONBIO, 1)", ioctl(fd, FIONBIO, &on));
+	STEP("recv(10) non-blocking when empty", recv(fd, buf, 10, 0));
+	STEP("ioctl(FIONBIO, 0)", ioctl(fd, FIONBIO, &off));
+	STEP("write(done)", write(fd, "done\n", 5));
+	STEP("read(10) until the client closes", read(fd, buf, 10));
+}
+
+static void scenario_zero(int fd)
+{
+	char buf[100];
+	struct iovec iov = { .iov_base = buf, .iov_len = 0 };
+	long n;
+
+	/* The client's byte is there first, so no zero-length call can
+	 * depend on whether data has arrived. */
+	n = STEP("recv(1, MSG_PEEK | MSG_WAITALL)", recv(fd, buf, 1, MSG_PEEK | MSG_WAITALL));
+	record_data("peek", buf, n);
+	STEP("read(0)", read(fd, buf, 0));
+	STEP("recv(0)", recv(fd, buf, 0, 0));
+	STEP("readv(no iovecs)", readv(fd, &iov, 0));
+	STEP("readv(one empty iovec)", readv(fd, &iov, 1));
+	STEP("write(0)", write(fd, buf, 0));
+	STEP("send(0)", send(fd, buf, 0, 0));
+	STEP("writev(one empty iovec)", writev(fd, &iov, 1));
+	n = STEP("read(10)", read(fd, buf, 10));
+	record_data("read", buf, n);
+	STEP("write(ok)", write(fd, "ok\n", 3));
+	STEP("read(10) until the client closes", read(fd, buf, 10));
+}
+
+static void scenario_efault(int fd)
+{
+	char buf[100];
+	char *volatile bad = NULL;
+	long n;
+
+	n = STEP("recv(4, MSG_PEEK | MSG_WAITALL)", recv(fd, buf, 4, MSG_PEEK | MSG_WAITALL));
+	record_data("peek", buf, n);
+	STEP("read(NULL, 4)", read(fd, bad, 4));
+	STEP("recv(NULL, 4)", recv(fd, bad, 4, 0));
+	n = STEP("read(4) after the bad reads", read(fd, buf, 4));
+	record_data("read", buf, n);
+	STEP("write(NULL, 4)", write(fd, bad, 4));
+	STEP("send(NULL, 4, MSG_NOSIGNAL)", send(fd, bad, 4, MSG_NOSIGNAL));
+	STEP("write(ok)", write(fd, "ok\n", 3));
+	STEP("read(10) until the client closes", read(fd, buf, 10));
+}
+
+static void scenario_closedpeer(int fd)
+{
+	char buf[100];
+	long n;
+
+	n = STEP("recv(1, MSG_WAITALL)", recv(fd, buf, 1, MSG_WAITALL));
+	record_data("recv", buf, n);
+	STEP("write(got)", write(fd, "got\n", 4));
+	/* The client closes normally once it has the reply. */
+	STEP("read(10) at end of file", read(fd, buf, 10));
+	STEP("write(late) to a closed peer", write(fd, "late", 4));
+	record_sigpipes();
+}
+
+/* Returns the descriptor the caller must close. */
+static int scenario_dup(int fd)
+{
+	char buf[100];
+	int copy;
+	long n;
+
+	copy = dup(fd);
+	record("dup", copy >= 0 ? 0 : -1, errno);
+	if (copy < 0)
+		return fd;
+	STEP("close(original)", close(fd));
+	STEP("write(still) on the copy", write(copy, "still\n", 6));
+	n = STEP("recv(4, MSG_WAITALL) on the copy", recv(copy, buf, 4, MSG_WAITALL));
+	record_data("recv", buf, n);
+	STEP("dup2(copy, original number)", dup2(copy, fd) == fd ? 0 : -1);
+	STEP("close(copy)", close(copy));
+	STEP("write(again) on the original number", write(fd, "again\n", 6));
+	STEP("shutdown(SHUT_WR)", shutdown(fd, SHUT_WR));
+	STEP("read(10) until the client closes", read(fd, buf, 10));
+	return fd;
+}
+
+/* The scenario name, read a byte at a time so nothing after it is taken. */
+static bool read_scenario_name(int fd, char *name, size_t size)
+{
+	size_t length = 0;
+
+	while (length < size - 1) {
+		ssize_t n = read(fd, name + length, 1);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		if (name[length] == '\n') {
+			name[length] = 0;
+			return true;
+		}
+		length++;
+	}
+	return false;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: errno_probe [-p PORT] [-6]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	bool ipv6 = false;
+	int port = 0, option, listener;
+	struct sigaction action;
+
+	server_name = "errno_probe";
+	while ((option = getopt(argc, argv, "p:6")) != -1) {
+		switch (option) {
+		case 'p':
+			port = parse_port(optarg);
+			break;
+		case '6':
+			ipv6 = true;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	/* Counted, not ignored: the transcript shows which calls raise it. */
+	memset(&action, 0, sizeof(action));
+	action.sa_handler = on_sigpipe;
+	action.sa_flags = SA_RESTART;
+	sigemptyset(&action.sa_mask);
+	if (sigaction(SIGPIPE, &action, NULL) != 0)
+		die("sigaction(SIGPIPE): %s", strerror(errno));
+	listener = open_listener(port, ipv6);
+	for (unsigned number = 0;; number++) {
+		int fd = accept_connection(listener, number, true);
+		char name[32];
+
+		sigpipes = 0;
+		if (!read_scenario_name(fd, name, sizeof(name))) {
+			fprintf(stderr, "errno_probe: no scenario name\n");
+			close(fd);
+			continue;
+		}
+		scenario = name;
+		if (write(fd, "ready\n", 6) != 6)
+			die("write(ready): %s", strerror(errno));
+		if (!strcmp(name, "reset"))
+			scenario_reset(fd);
+		else if (!strcmp(name, "halfclose"))
+			scenario_halfclose(fd);
+		else if (!strcmp(name, "peek"))
+			scenario_peek(fd);
+		else if (!strcmp(name, "zero"))
+			scenario_zero(fd);
+		else if (!strcmp(name, "efault"))
+			scenario_efault(fd);
+		else if (!strcmp(name, "closedpeer"))
+			scenario_closedpeer(fd);
+		else if (!strcmp(name, "dup"))
+			fd = scenario_dup(fd);
+		else
+			fprintf(stderr, "errno_probe: unknown scenario '%s'\n", name);
+		STEP("close", close(fd));
+		printf("%s: end\n", scenario);
+		fflush(stdout);
+	}
+}
