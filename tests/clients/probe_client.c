@@ -8,7 +8,8 @@
  *
  *   probe_client -p PORT [-6] SCENARIO
  *
- * SCENARIO: reset, halfclose, peek, zero, efault, closedpeer or dup.  Exits
+ * SCENARIO: reset, halfclose, peek, zero, efault, closedpeer, dup, sendfile
+ * or closerange.  Exits
  * 1 if the server's replies are not the expected ones or take longer than
  * 10 s.
  */
@@ -75,7 +76,10 @@ static void expect(const char *expected)
 	}
 	if (memcmp(buf, expected, length) != 0)
 		fail("expected \"%s\", received \"%.*s\"", expected, (int)length, buf);
-	printf("client: received \"%.*s\"\n", (int)strcspn(expected, "\n"), expected);
+	printf("client: received \"");
+	for (size_t i = 0; i < length; i++)
+		fputs(expected[i] == '\n' ? "\\n" : (char[]){ expected[i], 0 }, stdout);
+	printf("\"\n");
 }
 
 static void expect_end_of_file(void)
@@ -143,7 +147,7 @@ static void connect_to(int port, bool ipv6)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: probe_client -p PORT [-6] reset|halfclose|peek|zero|efault|closedpeer|dup\n");
+	fprintf(stderr, "usage: probe_client -p PORT [-6] SCENARIO\n");
 	exit(2);
 }
 
@@ -200,6 +204,14 @@ int main(int argc, char **argv)
 		expect("still\n");
 		send_text("ping");
 		expect("again\n");
+		expect_end_of_file();
+		close_normally();
+	} else if (!strcmp(scenario, "sendfile")) {
+		expect("head\nbody\ntail\n");
+		send_text("ok");
+		close_normally();
+	} else if (!strcmp(scenario, "closerange")) {
+		expect("bye\n");
 		expect_end_of_file();
 		close_normally();
 	} else {

@@ -17,7 +17,10 @@
  * descriptor numbers never appear in the transcript: a shim may hold
  * descriptors of its own.  One connection at a time; runs until killed.
  */
+#include <linux/close_range.h>
 #include <sys/ioctl.h>
+#include <sys/sendfile.h>
+#include <sys/syscall.h>
 
 #include "server_common.h"
 
@@ -235,6 +238,32 @@ static int scenario_dup(int fd)
 	return fd;
 }
 
+static void scenario_sendfile(int fd)
+{
+	char buf[16];
+	off_t offset = 0;
+	FILE *file = tmpfile();
+	long n;
+
+	if (!file || fputs("body\n", file) == EOF || fflush(file) != 0)
+		die("tmpfile: %s", strerror(errno));
+	STEP("write(head)", write(fd, "head\n", 5));
+	STEP("sendfile(5)", sendfile(fd, fileno(file), &offset, 5));
+	STEP("write(tail)", write(fd, "tail\n", 5));
+	fclose(file);
+	n = STEP("recv(2, MSG_WAITALL)", recv(fd, buf, 2, MSG_WAITALL));
+	record_data("recv", buf, n);
+	STEP("read(10) until the client closes", read(fd, buf, 10));
+}
+
+/* Closes the socket itself, with close_range: the caller must not. */
+static void scenario_closerange(int fd)
+{
+	STEP("write(bye)", write(fd, "bye\n", 4));
+	STEP("close_range(fd, fd, 0)", syscall(SYS_close_range, fd, fd, 0));
+	STEP("write(1) after close_range", write(fd, "x", 1));
+}
+
 /* The scenario name, read a byte at a time so nothing after it is taken. */
 static bool read_scenario_name(int fd, char *name, size_t size)
 {
@@ -318,9 +347,14 @@ int main(int argc, char **argv)
 			scenario_closedpeer(fd);
 		else if (!strcmp(name, "dup"))
 			fd = scenario_dup(fd);
+		else if (!strcmp(name, "sendfile"))
+			scenario_sendfile(fd);
+		else if (!strcmp(name, "closerange"))
+			fd = (scenario_closerange(fd), -1);
 		else
 			fprintf(stderr, "errno_probe: unknown scenario '%s'\n", name);
-		STEP("close", close(fd));
+		if (fd >= 0)
+			STEP("close", close(fd));
 		printf("%s: end\n", scenario);
 		fflush(stdout);
 	}
