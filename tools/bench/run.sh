@@ -32,6 +32,8 @@
 #                    preload/libringsteer.so); SHIM_LIB= (empty) runs the
 #                    shim column without any preload, to check the harness
 #                    (plain against plain should give ratios near 1)
+#   RINGSTEER_TOOL=PATH  ringsteer tool for the shim's counters (default
+#                    tools/ringsteer)
 #   PIN=1            pin the server to CPU 0 and loadgen to CPU 1
 #   PERF=PATH        perf binary (default: perf, else the newest /usr/bin/perf_*)
 #   RESULTS_DIR=DIR  where results go (default bench-results/)
@@ -53,7 +55,7 @@ LOADGEN_THREADS=${LOADGEN_THREADS:-1}
 PIN=${PIN:-0}
 SHIM_LIB=${SHIM_LIB-$REPO/preload/libringsteer.so}
 RESULTS_DIR=${RESULTS_DIR:-$REPO/bench-results}
-RINGSTEER_TOOL=$REPO/tools/ringsteer
+RINGSTEER_TOOL=${RINGSTEER_TOOL:-$REPO/tools/ringsteer}
 
 # Targets from issue 2, printed next to the measured ratios.
 TARGET_SYSCALLS_RATIO=0.55
