@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The one list of the calls ringsteer intercepts.
+ *
+ * interpose.c expands it three times: into the table of the real functions
+ * (resolved once with dlsym(RTLD_NEXT)), into the declarations of the shim's
+ * own implementations (rs_NAME, returning a negative errno on failure), and
+ * into the exported wrappers (NAME), the only place errno is set.  The linker
+ * version script is generated from it as well, so the library exports exactly
+ * these names.
+ *
+ * RS_CALL(return type, name, (parameters), (arguments))
+ * RS_CALL_VARIADIC(return type, name, (fixed parameters), last fixed name)
+ *   for fcntl and ioctl, whose third argument is read as one machine word.
+ */
+
+RS_CALL(int, socket, (int domain, int type, int protocol), (domain, type, protocol))
+RS_CALL(int, bind, (int fd, const struct sockaddr *addr, socklen_t len), (fd, addr, len))
+RS_CALL(int, listen, (int fd, int backlog), (fd, backlog))
+RS_CALL(int, accept, (int fd, struct sockaddr *addr, socklen_t *len), (fd, addr, len))
+RS_CALL(int, accept4, (int fd, struct sockaddr *addr, socklen_t *len, int flags), (fd, addr, len, flags))
+RS_CALL(int, connect, (int fd, const struct sockaddr *addr, socklen_t len), (fd, addr, len))
+RS_CALL(ssize_t, read, (int fd, void *buf, size_t count), (fd, buf, count))
+RS_CALL(ssize_t, write, (int fd, const void *buf, size_t count), (fd, buf, count))
+RS_CALL(ssize_t, readv, (int fd, const struct iovec *iov, int iovcnt), (fd, iov, iovcnt))
+RS_CALL(ssize_t, writev, (int fd, const struct iovec *iov, int iovcnt), (fd, iov, iovcnt))
+RS_CALL(ssize_t, recv, (int fd, void *buf, size_t len, int flags), (fd, buf, len, flags))
+RS_CALL(ssize_t, recvfrom, (int fd, void *buf, size_t len, int flags, struct sockaddr *addr, socklen_t *addrlen), (fd, buf, len, flags, addr, addrlen))
+RS_CALL(ssize_t, recvmsg, (int fd, struct msghdr *msg, int flags), (fd, msg, flags))
+RS_CALL(ssize_t, send, (int fd, const void *buf, size_t len, int flags), (fd, buf, len, flags))
+RS_CALL(ssize_t, sendto, (int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr, socklen_t addrlen), (fd, buf, len, flags, addr, addrlen))
+RS_CALL(ssize_t, sendmsg, (int fd, const struct msghdr *msg, int flags), (fd, msg, flags))
+RS_CALL(ssize_t, sendfile, (int out_fd, int in_fd, off_t *offset, size_t count), (out_fd, in_fd, offset, count))
+RS_CALL(ssize_t, sendfile64, (int out_fd, int in_fd, off64_t *offset, size_t count), (out_fd, in_fd, offset, count))
+RS_CALL(int, close, (int fd), (fd))
+RS_CALL(int, close_range, (unsigned int first, unsigned int last, int flags), (first, last, flags))
+RS_CALL(int, shutdown, (int fd, int how), (fd, how))
+RS_CALL(int, setsockopt, (int fd, int level, int name, const void *value, socklen_t len), (fd, level, name, value, len))
+RS_CALL(int, dup, (int fd), (fd))
+RS_CALL(int, dup2, (int fd, int newfd), (fd, newfd))
+RS_CALL(int, dup3, (int fd, int newfd, int flags), (fd, newfd, flags))
+RS_CALL(int, poll, (struct pollfd *fds, nfds_t nfds, int timeout), (fds, nfds, timeout))
+RS_CALL(int, __poll_chk, (struct pollfd *fds, nfds_t nfds, int timeout, size_t fdslen), (fds, nfds, timeout, fdslen))
+RS_CALL(int, ppoll, (struct pollfd *fds, nfds_t nfds, const struct timespec *timeout, const sigset_t *sigmask), (fds, nfds, timeout, sigmask))
+RS_CALL(int, select, (int nfds, fd_set *readfds, fd_set *writefds, fd_set *exceptfds, struct timeval *timeout), (nfds, readfds, writefds, exceptfds, timeout))
+RS_CALL(int, pselect, (int nfds, fd_set *readfds, fd_set *writefds, fd_set *exceptfds, const struct timespec *timeout, const sigset_t *sigmask), (nfds, readfds, writefds, exceptfds, timeout, sigmask))
+RS_CALL(int, epoll_wait, (int epfd, struct epoll_event *events, int maxevents, int timeout), (epfd, events, maxevents, timeout))
+RS_CALL(int, epoll_pwait, (int epfd, struct epoll_event *events, int maxevents, int timeout, const sigset_t *sigmask), (epfd, events, maxevents, timeout, sigmask))
+RS_CALL(ssize_t, __read_chk, (int fd, void *buf, size_t count, size_t buflen), (fd, buf, count, buflen))
+RS_CALL(ssize_t, __recv_chk, (int fd, void *buf, size_t len, size_t buflen, int flags), (fd, buf, len, buflen, flags))
+RS_CALL(ssize_t, __recvfrom_chk, (int fd, void *buf, size_t len, size_t buflen, int flags, struct sockaddr *addr, socklen_t *addrlen), (fd, buf, len, buflen, flags, addr, addrlen))
+RS_CALL(pid_t, fork, (void), ())
+RS_CALL_VARIADIC(int, fcntl, (int fd, int cmd, ...), cmd)
+RS_CALL_VARIADIC(int, fcntl64, (int fd, int cmd, ...), cmd)
+RS_CALL_VARIADIC(int, ioctl, (int fd, unsigned long request, ...), request)

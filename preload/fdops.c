@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Calls that change what an fd number means: close, close_range, dup*,
+ * fcntl, ioctl, and fork.
+ *
+ * The shim's state follows the kernel's fd table exactly: a closed number
+ * never keeps state, a duplicated socket is handed back to the kernel path
+ * (after its queued bytes have left) rather than shared between two numbers,
+ * and a child of fork starts with fresh lanes and no queued bytes of its
+ * parent's.
+ */
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "ringsteer.h"
+
+static inline long kernel_result(long result)
+{
+	return result < 0 ? -errno : result;
+}
+
+static int close_socket(int fd)
+{
+	struct rs_socket *socket = rs_fd_remove(fd);
+	int ret;
+
+	if (!socket)
+		return kernel_result(REAL(close)(fd));
+	if (socket->kind == RS_SOCKET_CONNECTED) {
+		ret = rs_socket_close(socket, rs_lane_get());
+	} else {
+		pthread_mutex_lock(&socket->lock);
+		socket->fd = -1;
+		pthread_mutex_unlock(&socket->lock);
+		ret = kernel_result(REAL(close)(fd));
+	}
+	rs_socket_unref(socket);
+	return ret;
+}
+
+long rs_close(int fd)
+{
+	return close_socket(fd);
+}
+
+long rs_close_range(unsigned int first, unsigned int last, int flags)
+{
+	unsigned int size = (unsigned int)rs_fdtable_size();
+
+	if (!REAL(close_range))
+		return -ENOSYS;
+	if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last) {
+		/* Closing them one by one keeps queued bytes ahead of the FIN;
+		 * the kernel then closes the rest in one call. */
+		for (unsigned int fd = first; fd <= last && fd < size; fd++) {
+			struct rs_socket *socket = rs_fd_get((int)fd);
+
+			if (!socket)
+				continue;
+			rs_socket_unref(socket);
+			close_socket((int)fd);
+		}
+	}
+	return kernel_result(REAL(close_range)(first, last, flags));
+}
+
+/* The fd is about to gain a second number: let its queued bytes leave, then
+ * hand it to the kernel path for good. */
+static int release_to_kernel(int fd)
+{
+	struct rs_socket *socket = rs_fd_get(fd);
+	struct rs_lane *lane;
+	int ret;
+
+	if (!socket)
+		return 0;
+	lane = rs_lane_get();
+	if (lane)
+		rs_lane_enter(lane);
+	ret = rs_socket_drain(socket, lane);
+	if (lane)
+		rs_lane_leave(lane);
+	if (ret == 0) {
+		struct rs_socket *removed = rs_fd_remove(fd);
+
+		if (removed) {
+			if (removed->kind == RS_SOCKET_CONNECTED)
+				RS_STAT_SUB(lane ? lane->stats : &rs_unlaned_stats, sockets_open, 1);
+			rs_socket_unref(removed);
+		}
+		rs_debug("fd %d duplicated: the kernel path carries it from now on", fd);
+	}
+	rs_socket_unref(socket);
+	return ret;
+}
+
+long rs_dup(int fd)
+{
+	int ret = release_to_kernel(fd);
+
+	if (ret < 0)
+		return ret;
+	return kernel_result(REAL(dup)(fd));
+}
+
+static long duplicate_onto(int fd, int target, int flags, bool three)
+{
+	int ret;
+
+	if (fd == target)
+		return three ? -EINVAL : kernel_result(REAL(dup2)(fd, target));
+	ret = release_to_kernel(fd);
+	if (ret < 0)
+		return ret;
+	/* dup2 closes the target: if it was ours, close it our way first. */
+	struct rs_socket *old_target = rs_fd_get(target);
+
+	if (old_target) {
+		rs_socket_unref(old_target);
+		close_socket(target);
+	}
+	if (three)
+		return kernel_result(REAL(dup3)(fd, target, flags));
+	return kernel_result(REAL(dup2)(fd, target));
+}
+
+long rs_dup2(int fd, int target)
+{
+	return duplicate_onto(fd, target, 0, false);
+}
+
+long rs_dup3(int fd, int target, int flags)
+{
+	return duplicate_onto(fd, target, flags, true);
+}
+
+static long fcntl_common(int fd, int command, unsigned long argument, bool large)
+{
+	struct rs_socket *socket;
+	long result;
+
+	if (command == F_DUPFD || command == F_DUPFD_CLOEXEC) {
+		int ret = release_to_kernel(fd);
+
+		if (ret < 0)
+			return ret;
+	}
+	if (large)
+		result = REAL(fcntl64)(fd, command, argument);
+	else
+		result = REAL(fcntl)(fd, command, argument);
+	if (result < 0)
+		return -errno;
+	if (command == F_SETFL && (socket = rs_fd_get(fd))) {
+		pthread_mutex_lock(&socket->lock);
+		socket->nonblocking = argument & O_NONBLOCK;
+		pthread_mutex_unlock(&socket->lock);
+		rs_socket_unref(socket);
+	}
+	return result;
+}
+
+long rs_fcntl(int fd, unsigned long command, unsigned long argument)
+{
+	return fcntl_common(fd, (int)command, argument, false);
+}
+
+long rs_fcntl64(int fd, unsigned long command, unsigned long argument)
+{
+	if (!REAL(fcntl64))
+		return fcntl_common(fd, (int)command, argument, false);
+	return fcntl_common(fd, (int)command, argument, true);
+}
+
+long rs_ioctl(int fd, unsigned long request, unsigned long argument)
+{
+	struct rs_socket *socket;
+
+	if (REAL(ioctl)(fd, request, argument) < 0)
+		return -errno;
+	if (request == FIONBIO && argument && (socket = rs_fd_get(fd))) {
+		pthread_mutex_lock(&socket->lock);
+		socket->nonblocking = *(const int *)argument != 0;
+		pthread_mutex_unlock(&socket->lock);
+		rs_socket_unref(socket);
+	}
+	return 0;
+}
+
+/* fork's bookkeeping is in pthread_atfork handlers (process.c), which also
+ * run for forks the C library makes on its own. */
+long rs_fork(void)
+{
+	return kernel_result(REAL(fork)());
+}

@@ -1,0 +1,841 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The data path: accept, receive and send on accelerated sockets.
+ *
+ * A blocking receive or accept is one ring operation, submitted together with
+ * every send the lane has queued, in one io_uring_enter that also waits.  A
+ * send on a blocking socket copies into the socket's queue and returns; the
+ * queue's cap (RINGSTEER_TXQ_BYTES) makes a writer wait, inside the ring, for
+ * the peer to take bytes, so memory stays bounded when a peer does not read.
+ *
+ * Anything the ring path does not model exactly (non-blocking sockets in this
+ * version, receive and send timeouts, MSG_DONTWAIT, out-of-band data, control
+ * messages) takes the kernel path, after the socket's queued bytes have left
+ * so that the order on the wire is the application's order.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include "ringsteer.h"
+
+static inline long kernel_result(long result)
+{
+	return result < 0 ? -errno : result;
+}
+
+static void count_kernel_op(void)
+{
+	struct rs_lane *lane = rs_lane_get();
+
+	RS_STAT_ADD(lane ? lane->stats : &rs_unlaned_stats, kernel_ops, 1);
+}
+
+/*
+ * After a signal interrupted a wait in the ring, decide as the kernel would
+ * have for a blocking socket call: restart if the handler that ran had
+ * SA_RESTART.  Which signal ran is not known, so restart only if every
+ * signal that could have been delivered (not blocked, with a handler) has
+ * SA_RESTART; this is exact unless handlers with and without it mix.
+ */
+static bool restart_after_signal(void)
+{
+	sigset_t blocked;
+
+	pthread_sigmask(SIG_BLOCK, NULL, &blocked);
+	for (int signal_number = 1; signal_number < NSIG; signal_number++) {
+		struct sigaction action;
+
+		if (signal_number == SIGKILL || signal_number == SIGSTOP ||
+		    sigismember(&blocked, signal_number) == 1)
+			continue;
+		if (sigaction(signal_number, NULL, &action))
+			continue;
+		if (action.sa_handler == SIG_DFL || action.sa_handler == SIG_IGN)
+			continue;
+		if (!(action.sa_flags & SA_RESTART))
+			return false;
+	}
+	return true;
+}
+
+/* A pending error from a deferred send, reported once.  A receive reports
+ * only what the kernel would report to a receive (not EPIPE). */
+static int take_send_error(struct rs_socket *socket, bool for_receive)
+{
+	int error = socket->tx_error;
+
+	if (!error || (for_receive && error == -EPIPE))
+		return 0;
+	socket->tx_error = 0;
+	return error;
+}
+
+static long send_error(int error, int flags)
+{
+	if (error == -EPIPE && !(flags & MSG_NOSIGNAL))
+		pthread_kill(pthread_self(), SIGPIPE);
+	return error;
+}
+
+/* Makes sure the socket's queued bytes go out with the lane's next enter:
+ * a receive on a socket usually waits for the answer to what was sent. */
+static void push_with_lane(struct rs_socket *socket, struct rs_lane *lane)
+{
+	if (!socket->txq.bytes || socket->tx_in_flight)
+		return;
+	if (socket->tx_lane == lane && socket->tx_listed)
+		return;
+	rs_socket_start_send(socket, lane);
+}
+
+/* ---- receive ---------------------------------------------------------------- */
+
+enum receive_kind { RECEIVE_BUFFER, RECEIVE_MESSAGE };
+
+static long ring_receive_once(struct rs_socket *socket, struct rs_lane *lane,
+			      enum receive_kind kind, void *buffer, size_t length,
+			      struct msghdr *message, int flags)
+{
+	for (;;) {
+		struct rs_op op = { .kind = RS_OP_WAIT };
+		struct io_uring_sqe *sqe = rs_lane_sqe(lane);
+		int ret;
+
+		if (kind == RECEIVE_BUFFER)
+			io_uring_prep_recv(sqe, socket->fd, buffer, length, flags);
+		else
+			io_uring_prep_recvmsg(sqe, socket->fd, message, (unsigned)flags);
+		io_uring_sqe_set_data(sqe, &op);
+		ret = rs_lane_wait(lane, &op);
+		if (ret < 0) {
+			/* The operation writes into the caller's buffer: it
+			 * must be settled before we return. */
+			rs_lane_cancel(lane, &op);
+			if (op.result != -ECANCELED && op.result != -EINTR)
+				return op.result;
+			if (ret != -EINTR)
+				return ret;
+			if (restart_after_signal())
+				continue;
+			return -EINTR;
+		}
+		if (op.result == -EINTR && restart_after_signal())
+			continue;
+		return op.result;
+	}
+}
+
+static long kernel_receive(struct rs_socket *socket, enum receive_kind kind, void *buffer,
+			   size_t length, struct msghdr *message, int flags)
+{
+	long result;
+
+	/* The peer may be waiting for what this thread queued. */
+	rs_lane_flush_before_block();
+	count_kernel_op();
+	if (kind == RECEIVE_BUFFER)
+		result = REAL(recvfrom)(socket->fd, buffer, length, flags, NULL, NULL);
+	else
+		result = REAL(recvmsg)(socket->fd, message, flags);
+	return kernel_result(result);
+}
+
+static long receive(struct rs_socket *socket, enum receive_kind kind, void *buffer,
+		    size_t length, struct msghdr *message, int flags)
+{
+	struct rs_lane *lane = rs_lane_get();
+	long result = 0, total = 0;
+	int error;
+
+	if (!lane || socket->kind != RS_SOCKET_CONNECTED || socket->nonblocking ||
+	    socket->has_timeouts || (flags & (MSG_DONTWAIT | MSG_OOB | MSG_ERRQUEUE)) ||
+	    (kind == RECEIVE_MESSAGE && (flags & MSG_WAITALL)) ||
+	    (kind == RECEIVE_BUFFER && !length))
+		return kernel_receive(socket, kind, buffer, length, message, flags);
+
+	rs_lane_enter(lane);
+	pthread_mutex_lock(&socket->lock);
+	error = take_send_error(socket, true);
+	if (!error)
+		push_with_lane(socket, lane);
+	pthread_mutex_unlock(&socket->lock);
+	if (error) {
+		rs_lane_leave(lane);
+		return error;
+	}
+	if (kind == RECEIVE_BUFFER && (flags & MSG_WAITALL)) {
+		/* Emulated: a cancelled MSG_WAITALL receive would not say how
+		 * much it had received, and the kernel returns that count. */
+		flags &= ~MSG_WAITALL;
+		while ((size_t)total < length) {
+			result = ring_receive_once(socket, lane, kind, (char *)buffer + total,
+						   length - (size_t)total, NULL, flags);
+			if (result <= 0) {
+				if (total)
+					result = total;
+				break;
+			}
+			total += result;
+			result = total;
+		}
+	} else {
+		result = ring_receive_once(socket, lane, kind, buffer, length, message, flags);
+	}
+	if (result > 0 && !(flags & MSG_PEEK))
+		RS_STAT_ADD(lane->stats, bytes_received, (uint64_t)result);
+	rs_lane_leave(lane);
+	if (result == -ENOTSOCK) {
+		/* The fd number now names something else: state left from a
+		 * close we did not see. */
+		struct rs_socket *stale = rs_fd_remove(socket->fd);
+
+		if (stale)
+			rs_socket_unref(stale);
+		return -ENOTSOCK;
+	}
+	return result;
+}
+
+static long plain_read(int fd, void *buffer, size_t count)
+{
+	return kernel_result(REAL(read)(fd, buffer, count));
+}
+
+long rs_read(int fd, void *buffer, size_t count)
+{
+	struct rs_socket *socket = rs_fd_get(fd);
+	long result;
+
+	if (likely(!socket)) {
+		rs_lane_flush_before_block();
+		return plain_read(fd, buffer, count);
+	}
+	result = receive(socket, RECEIVE_BUFFER, buffer, count, NULL, 0);
+	rs_socket_unref(socket);
+	if (result == -ENOTSOCK)
+		return plain_read(fd, buffer, count);
+	return result;
+}
+
+long rs___read_chk(int fd, void *buffer, size_t count, size_t buffer_length)
+{
+	if (count > buffer_length)
+		return kernel_result(REAL(__read_chk)(fd, buffer, count, buffer_length));
+	return rs_read(fd, buffer, count);
+}
+
+long rs_readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct rs_socket *socket = rs_fd_get(fd);
+	struct msghdr message = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
+	long result;
+
+	if (likely(!socket)) {
+		rs_lane_flush_before_block();
+		return kernel_result(REAL(readv)(fd, iov, iovcnt));
+	}
+	if (iovcnt < 0 || iovcnt > IOV_MAX) {
+		rs_socket_unref(socket);
+		return -EINVAL;
+	}
+	result = receive(socket, RECEIVE_MESSAGE, NULL, 0, &message, 0);
+	rs_socket_unref(socket);
+	if (result == -ENOTSOCK)
+		return kernel_result(REAL(readv)(fd, iov, iovcnt));
+	return result;
+}
+
+long rs_recv(int fd, void *buffer, size_t length, int flags)
+{
+	return rs_recvfrom(fd, buffer, length, flags, NULL, NULL);
+}
+
+long rs___recv_chk(int fd, void *buffer, size_t length, size_t buffer_length, int flags)
+{
+	if (length > buffer_length)
+		return kernel_result(REAL(__recv_chk)(fd, buffer, length, buffer_length, flags));
+	return rs_recvfrom(fd, buffer, length, flags, NULL, NULL);
+}
+
+long rs_recvfrom(int fd, void *buffer, size_t length, int flags, struct sockaddr *address,
+		 socklen_t *address_length)
+{
+	struct rs_socket *socket = rs_fd_get(fd);
+	long result;
+
+	if (likely(!socket)) {
+		rs_lane_flush_before_block();
+		return kernel_result(REAL(recvfrom)(fd, buffer, length, flags, address,
+						    address_length));
+	}
+	if (address && address_length) {
+		/* The peer's address of a connected TCP socket, as recvmsg
+		 * fills it. */
+		struct iovec iov = { .iov_base = buffer, .iov_len = length };
+		struct msghdr message = { .msg_name = address, .msg_namelen = *address_length,
+					  .msg_iov = &iov, .msg_iovlen = 1 };
+
+		result = receive(socket, RECEIVE_MESSAGE, NULL, 0, &message, flags);
+		if (result >= 0)
+			*address_length = message.msg_namelen;
+	} else {
+		result = receive(socket, RECEIVE_BUFFER, buffer, length, NULL, flags);
+	}
+	rs_socket_unref(socket);
+	if (result == -ENOTSOCK)
+		return kernel_result(REAL(recvfrom)(fd, buffer, length, flags, address,
+						    address_length));
+	return result;
+}
+
+long rs___recvfrom_chk(int fd, void *buffer, size_t length, size_t buffer_length, int flags,
+		       struct sockaddr *address, socklen_t *address_length)
+{
+	if (length > buffer_length)
+		return kernel_result(REAL(__recvfrom_chk)(fd, buffer, length, buffer_length, flags,
+							  address, address_length));
+	return rs_recvfrom(fd, buffer, length, flags, address, address_length);
+}
+
+long rs_recvmsg(int fd, struct msghdr *message, int flags)
+{
+	struct rs_socket *socket = rs_fd_get(fd);
+	long result;
+
+	if (likely(!socket)) {
+		rs_lane_flush_before_block();
+		return kernel_result(REAL(recvmsg)(fd, message, flags));
+	}
+	result = receive(socket, RECEIVE_MESSAGE, NULL, 0, message, flags);
+	rs_socket_unref(socket);
+	if (result == -ENOTSOCK)
+		return kernel_result(REAL(recvmsg)(fd, message, flags));
+	return result;
+}
+
+/* ---- send ------------------------------------------------------------------- */
+
+static size_t iov_total(const struct iovec *iov, int iovcnt, bool *overflow)
+{
+	size_t total = 0;
+
+	*overflow = false;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > SSIZE_MAX - total) {
+			*overflow = true;
+			return 0;
+		}
+		total += iov[i].iov_len;
+	}
+	return total;
+}
+
+/* Advances iov past done bytes into a scratch copy (at most IOV_MAX). */
+static int iov_skip(const struct iovec *iov, int iovcnt, size_t done, struct iovec *out)
+{
+	int count = 0;
+
+	for (int i = 0; i < iovcnt; i++) {
+		if (done >= iov[i].iov_len) {
+			done -= iov[i].iov_len;
+			continue;
+		}
+		out[count].iov_base = (char *)iov[i].iov_base + done;
+		out[count].iov_len = iov[i].iov_len - done;
+		done = 0;
+		count++;
+	}
+	return count;
+}
+
+static long kernel_send(struct rs_socket *socket, const struct iovec *iov, int iovcnt,
+			int flags, const struct msghdr *original)
+{
+	struct msghdr message = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
+	struct rs_lane *lane = rs_lane_get();
+	int ret;
+
+	/* Whatever was queued before must reach the wire first. */
+	if (socket->txq.bytes || socket->tx_in_flight) {
+		if (lane)
+			rs_lane_enter(lane);
+		ret = rs_socket_drain(socket, lane);
+		if (lane)
+			rs_lane_leave(lane);
+		if (ret < 0)
+			return ret;
+	}
+	count_kernel_op();
+	if (original)
+		return kernel_result(REAL(sendmsg)(socket->fd, original, flags));
+	return kernel_result(REAL(sendmsg)(socket->fd, &message, flags));
+}
+
+/* A non-blocking socket whose queue is not empty yet (it became
+ * non-blocking after bytes were queued): append what fits, never wait. */
+static long nonblocking_send(struct rs_socket *socket, const struct iovec *iov, int iovcnt,
+			     size_t total, int flags)
+{
+	ssize_t appended;
+	size_t room;
+
+	pthread_mutex_lock(&socket->lock);
+	if (!socket->tx_in_flight)
+		rs_socket_push_to_kernel(socket);
+	if (!socket->txq.bytes && !socket->tx_in_flight) {
+		pthread_mutex_unlock(&socket->lock);
+		count_kernel_op();
+		struct msghdr message = { .msg_iov = (struct iovec *)iov,
+					  .msg_iovlen = (size_t)iovcnt };
+		return kernel_result(REAL(sendmsg)(socket->fd, &message, flags));
+	}
+	room = rs_config.txq_bytes > socket->txq.bytes ? rs_config.txq_bytes - socket->txq.bytes : 0;
+	if (!room) {
+		pthread_mutex_unlock(&socket->lock);
+		return -EAGAIN;
+	}
+	appended = rs_send_queue_append(&socket->txq, iov, iovcnt, room < total ? room : total);
+	pthread_mutex_unlock(&socket->lock);
+	return appended == 0 ? -EAGAIN : appended;
+}
+
+static long queue_send(struct rs_socket *socket, const struct iovec *iov, int iovcnt, int flags)
+{
+	struct rs_lane *lane;
+	struct iovec rest[IOV_MAX];
+	size_t total, accepted = 0;
+	bool overflow;
+	long result = 0;
+	int error;
+
+	if (iovcnt < 0 || iovcnt > IOV_MAX)
+		return -EINVAL;
+	total = iov_total(iov, iovcnt, &overflow);
+	if (overflow)
+		return -EINVAL;
+	lane = rs_lane_get();
+	if (!lane || socket->kind != RS_SOCKET_CONNECTED || socket->has_timeouts ||
+	    (flags & (MSG_DONTWAIT | MSG_OOB | MSG_FASTOPEN)) || !total)
+		return kernel_send(socket, iov, iovcnt, flags, NULL);
+	if (socket->nonblocking)
+		return nonblocking_send(socket, iov, iovcnt, total, flags);
+
+	rs_lane_enter(lane);
+	pthread_mutex_lock(&socket->lock);
+	error = take_send_error(socket, false);
+	if (error || socket->write_shut) {
+		pthread_mutex_unlock(&socket->lock);
+		rs_lane_leave(lane);
+		if (!error) {
+			/* Shut for writing, or broken: the kernel answers
+			 * (EPIPE and SIGPIPE, once the queue has left). */
+			return kernel_send(socket, iov, iovcnt, flags, NULL);
+		}
+		return send_error(error, flags);
+	}
+	for (;;) {
+		size_t room = rs_config.txq_bytes > socket->txq.bytes ?
+			      rs_config.txq_bytes - socket->txq.bytes : 0;
+
+		if (room) {
+			int count = iov_skip(iov, iovcnt, accepted, rest);
+			ssize_t appended = rs_send_queue_append(&socket->txq, rest, count, room);
+
+			if (appended < 0) {
+				result = accepted ? (long)accepted : appended;
+				break;
+			}
+			if (appended && !socket->tx_in_flight &&
+			    (socket->tx_lane != lane || !socket->tx_listed)) {
+				socket->tx_lane = lane;
+				socket->tx_listed = true;
+				rs_lane_mark_dirty(lane, socket);
+			}
+			accepted += (size_t)appended;
+		}
+		if (accepted == total) {
+			result = (long)accepted;
+			break;
+		}
+		/* The queue is full: wait, in the ring, for the peer. */
+		RS_STAT_ADD(lane->stats, send_queue_waits, 1);
+		push_with_lane(socket, lane);
+		if (socket->tx_in_flight && socket->tx_lane != lane) {
+			struct timespec pause = { .tv_sec = 0, .tv_nsec = 200000 };
+
+			pthread_mutex_unlock(&socket->lock);
+			error = REAL(ppoll)(NULL, 0, &pause, NULL) < 0 ? -errno : 0;
+		} else {
+			pthread_mutex_unlock(&socket->lock);
+			error = rs_lane_wait_any(lane);
+		}
+		pthread_mutex_lock(&socket->lock);
+		if (socket->tx_error) {
+			/* Like the kernel: bytes already taken count. */
+			result = accepted ? (long)accepted : send_error(take_send_error(socket, false), flags);
+			break;
+		}
+		if (error == -EINTR && !(accepted == 0 && restart_after_signal())) {
+			result = accepted ? (long)accepted : -EINTR;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&socket->lock);
+	if (lane->dirty_count >= rs_config.batch)
+		rs_lane_submit(lane);
+	rs_lane_leave(lane);
+	return result;
+}
+
+static long send_buffer(int fd, const void *buffer, size_t length, int flags)
+{
+	struct rs_socket *socket = rs_fd_get(fd);
+	struct iovec iov = { .iov_base = (void *)buffer, .iov_len = length };
+	long result;
+
+	if (likely(!socket))
+		return kernel_result(REAL(sendto)(fd, buffer, length, flags, NULL, 0));
+	result = queue_send(socket, &iov, 1, flags);
+	rs_socket_unref(socket);
+	return result;
+}
+
+long rs_write(int fd, const void *buffer, size_t count)
+{
+	struct rs_socket *socket = rs_fd_get(fd);
+	struct iovec iov = { .iov_base = (void *)buffer, .iov_len = count };
+	long result;
+
+	if (likely(!socket))
+		return kernel_result(REAL(write)(fd, buffer, count));
+	result = queue_send(socket, &iov, 1, 0);
+	rs_socket_unref(socket);
+	return result;
+}
+
+long rs_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct rs_socket *socket = rs_fd_get(fd);
+	long result;
+
+	if (likely(!socket))
+		return kernel_result(REAL(writev)(fd, iov, iovcnt));
+	result = queue_send(socket, iov, iovcnt, 0);
+	rs_socket_unref(socket);
+	return result;
+}
+
+long rs_send(int fd, const void *buffer, size_t length, int flags)
+{
+	return send_buffer(fd, buffer, length, flags);
+}
+
+long rs_sendto(int fd, const void *buffer, size_t length, int flags,
+	       const struct sockaddr *address, socklen_t address_length)
+{
+	if (address)
+		return kernel_result(REAL(sendto)(fd, buffer, length, flags, address,
+						  address_length));
+	return send_buffer(fd, buffer, length, flags);
+}
+
+long rs_sendmsg(int fd, const struct msghdr *message, int flags)
+{
+	struct rs_socket *socket = rs_fd_get(fd);
+	long result;
+
+	if (likely(!socket))
+		return kernel_result(REAL(sendmsg)(fd, message, flags));
+	if (message->msg_controllen || message->msg_name)
+		result = kernel_send(socket, NULL, 0, flags, message);
+	else
+		result = queue_send(socket, message->msg_iov, (int)message->msg_iovlen, flags);
+	rs_socket_unref(socket);
+	return result;
+}
+
+static long sendfile_common(int out_fd, int in_fd, off_t *offset, size_t count, bool large)
+{
+	struct rs_socket *socket = rs_fd_get(out_fd);
+	long result;
+
+	if (socket) {
+		struct rs_lane *lane = rs_lane_get();
+		int ret;
+
+		if (lane)
+			rs_lane_enter(lane);
+		ret = rs_socket_drain(socket, lane);
+		if (lane)
+			rs_lane_leave(lane);
+		rs_socket_unref(socket);
+		if (ret < 0)
+			return ret;
+		count_kernel_op();
+	}
+	if (large)
+		result = REAL(sendfile64)(out_fd, in_fd, (off64_t *)offset, count);
+	else
+		result = REAL(sendfile)(out_fd, in_fd, offset, count);
+	return kernel_result(result);
+}
+
+long rs_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+	return sendfile_common(out_fd, in_fd, offset, count, false);
+}
+
+long rs_sendfile64(int out_fd, int in_fd, off64_t *offset, size_t count)
+{
+	return sendfile_common(out_fd, in_fd, (off_t *)offset, count, true);
+}
+
+/* ---- connection setup ------------------------------------------------------- */
+
+/* Registers fd if it is a TCP socket, with the options that change how its
+ * calls must be carried out.  A few system calls, once per listener. */
+static struct rs_socket *register_tcp(int fd, enum rs_socket_kind kind)
+{
+	int domain = 0, type = 0, protocol = 0, flags;
+	socklen_t length = sizeof(int);
+	struct timeval receive_timeout = { 0 }, send_timeout = { 0 };
+	struct linger linger = { 0 };
+	struct rs_socket *socket;
+
+	if (!rs_io_uring_available())
+		return NULL;
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) ||
+	    (domain != AF_INET && domain != AF_INET6))
+		return NULL;
+	length = sizeof(int);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) || type != SOCK_STREAM)
+		return NULL;
+	length = sizeof(int);
+	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &length) || protocol != IPPROTO_TCP)
+		return NULL;
+	flags = REAL(fcntl)(fd, F_GETFL, 0);
+	if (flags < 0)
+		return NULL;
+	length = sizeof(receive_timeout);
+	getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &receive_timeout, &length);
+	length = sizeof(send_timeout);
+	getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, &length);
+	length = sizeof(linger);
+	getsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, &length);
+
+	socket = rs_socket_new(fd, kind);
+	if (!socket)
+		return NULL;
+	socket->nonblocking = flags & O_NONBLOCK;
+	socket->has_timeouts = receive_timeout.tv_sec || receive_timeout.tv_usec ||
+			       send_timeout.tv_sec || send_timeout.tv_usec;
+	socket->accept_inherits_timeouts = socket->has_timeouts;
+	socket->linger_abort = linger.l_onoff && !linger.l_linger;
+	rs_socket_ref(socket);
+	rs_fd_install(fd, socket);
+	return socket;
+}
+
+long rs_socket(int domain, int type, int protocol)
+{
+	return kernel_result(REAL(socket)(domain, type, protocol));
+}
+
+long rs_bind(int fd, const struct sockaddr *address, socklen_t length)
+{
+	return kernel_result(REAL(bind)(fd, address, length));
+}
+
+long rs_listen(int fd, int backlog)
+{
+	struct rs_socket *socket;
+
+	if (REAL(listen)(fd, backlog) < 0)
+		return -errno;
+	socket = rs_fd_get(fd);
+	if (!socket)
+		socket = register_tcp(fd, RS_SOCKET_LISTENER);
+	if (socket) {
+		socket->kind = RS_SOCKET_LISTENER;
+		rs_socket_unref(socket);
+	}
+	return 0;
+}
+
+long rs_connect(int fd, const struct sockaddr *address, socklen_t length)
+{
+	struct rs_socket *socket;
+
+	rs_lane_flush_before_block();
+	if (REAL(connect)(fd, address, length) < 0)
+		return -errno;
+	if (rs_config.client && !rs_fd_get(fd)) {
+		socket = register_tcp(fd, RS_SOCKET_CONNECTED);
+		if (socket) {
+			struct rs_lane *lane = rs_lane_get();
+			struct rs_lane_stats *stats = lane ? lane->stats : &rs_unlaned_stats;
+
+			RS_STAT_ADD(stats, sockets_open, 1);
+			RS_STAT_ADD(stats, sockets_total, 1);
+			rs_socket_unref(socket);
+		}
+	}
+	return 0;
+}
+
+/* The accepted socket inherits the listener's timeouts and SO_LINGER. */
+static void register_accepted(int fd, struct rs_socket *listener, int flags,
+			      struct rs_lane *lane)
+{
+	struct rs_lane_stats *stats = lane ? lane->stats : &rs_unlaned_stats;
+	struct rs_socket *socket;
+
+	if (flags & SOCK_NONBLOCK)
+		return; /* the kernel path carries non-blocking sockets for now */
+	socket = rs_socket_new(fd, RS_SOCKET_CONNECTED);
+	if (!socket)
+		return;
+	socket->has_timeouts = listener->accept_inherits_timeouts;
+	socket->linger_abort = listener->linger_abort;
+	rs_fd_install(fd, socket);
+	RS_STAT_ADD(stats, sockets_open, 1);
+	RS_STAT_ADD(stats, sockets_total, 1);
+}
+
+static long ring_accept(struct rs_socket *listener, struct rs_lane *lane,
+			struct sockaddr *address, socklen_t *length, int flags)
+{
+	long result;
+
+	rs_lane_enter(lane);
+	for (;;) {
+		struct rs_op op = { .kind = RS_OP_WAIT };
+		struct io_uring_sqe *sqe = rs_lane_sqe(lane);
+		int ret;
+
+		io_uring_prep_accept(sqe, listener->fd, address, length, flags);
+		io_uring_sqe_set_data(sqe, &op);
+		ret = rs_lane_wait(lane, &op);
+		if (ret < 0) {
+			rs_lane_cancel(lane, &op);
+			if (op.result == -ECANCELED && ret == -EINTR && restart_after_signal())
+				continue;
+			result = op.result == -ECANCELED ? ret : op.result;
+			break;
+		}
+		result = op.result;
+		break;
+	}
+	if (result >= 0)
+		RS_STAT_ADD(lane->stats, accepts, 1);
+	rs_lane_leave(lane);
+	return result;
+}
+
+long rs_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags)
+{
+	struct rs_socket *listener = rs_fd_get(fd);
+	struct rs_lane *lane = listener ? rs_lane_get() : NULL;
+	long result;
+
+	if (listener && lane && listener->kind == RS_SOCKET_LISTENER && !listener->nonblocking &&
+	    !listener->has_timeouts && !(flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))) {
+		result = ring_accept(listener, lane, address, length, flags);
+	} else {
+		rs_lane_flush_before_block();
+		result = kernel_result(REAL(accept4)(fd, address, length, flags));
+		if (result >= 0 && !listener && rs_io_uring_available()) {
+			/* A listener we did not see created (inherited,
+			 * socket activation): learn it once. */
+			listener = register_tcp(fd, RS_SOCKET_LISTENER);
+			if (listener)
+				lane = rs_lane_get();
+		}
+	}
+	if (result >= 0 && listener && listener->kind == RS_SOCKET_LISTENER)
+		register_accepted((int)result, listener, flags, lane);
+	if (listener)
+		rs_socket_unref(listener);
+	return result;
+}
+
+long rs_accept(int fd, struct sockaddr *address, socklen_t *length)
+{
+	return rs_accept4(fd, address, length, 0);
+}
+
+long rs_shutdown(int fd, int how)
+{
+	struct rs_socket *socket = rs_fd_get(fd);
+	struct rs_lane *lane;
+	bool deferred = false;
+
+	if (likely(!socket))
+		return kernel_result(REAL(shutdown)(fd, how));
+	if (how != SHUT_RD) {
+		lane = rs_lane_get();
+		if (lane)
+			rs_lane_enter(lane);
+		pthread_mutex_lock(&socket->lock);
+		if (socket->txq.bytes || socket->tx_in_flight) {
+			/* The FIN must follow the queued bytes. */
+			socket->write_shut = true;
+			socket->shutdown_write_pending = true;
+			deferred = true;
+			if (lane)
+				push_with_lane(socket, lane);
+		}
+		pthread_mutex_unlock(&socket->lock);
+		if (lane) {
+			if (deferred)
+				rs_lane_submit(lane);
+			rs_lane_leave(lane);
+		}
+	}
+	if (!deferred && how != SHUT_RD) {
+		pthread_mutex_lock(&socket->lock);
+		socket->write_shut = true;
+		pthread_mutex_unlock(&socket->lock);
+	}
+	rs_socket_unref(socket);
+	if (deferred)
+		return how == SHUT_RDWR ? kernel_result(REAL(shutdown)(fd, SHUT_RD)) : 0;
+	return kernel_result(REAL(shutdown)(fd, how));
+}
+
+long rs_setsockopt(int fd, int level, int name, const void *value, socklen_t length)
+{
+	struct rs_socket *socket;
+
+	if (REAL(setsockopt)(fd, level, name, value, length) < 0)
+		return -errno;
+	if (level != SOL_SOCKET || (name != SO_RCVTIMEO && name != SO_SNDTIMEO && name != SO_LINGER))
+		return 0;
+	socket = rs_fd_get(fd);
+	if (!socket)
+		return 0;
+	pthread_mutex_lock(&socket->lock);
+	if (name == SO_LINGER && length >= (socklen_t)sizeof(struct linger)) {
+		const struct linger *linger = value;
+
+		socket->linger_abort = linger->l_onoff && !linger->l_linger;
+	} else if (name != SO_LINGER && length >= (socklen_t)sizeof(struct timeval)) {
+		const struct timeval *timeout = value;
+
+		/* Once set, the kernel path carries the socket: io_uring
+		 * operations do not time out. */
+		if (timeout->tv_sec || timeout->tv_usec) {
+			socket->has_timeouts = true;
+			socket->accept_inherits_timeouts = true;
+		}
+	}
+	pthread_mutex_unlock(&socket->lock);
+	rs_socket_unref(socket);
+	return 0;
+}

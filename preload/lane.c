@@ -1,0 +1,593 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Lanes: one io_uring per thread, created lazily on the thread that first
+ * does accelerated I/O, and driven only by that thread.
+ *
+ * A lane batches: write() only queues bytes and marks the socket dirty; the
+ * next blocking call of the thread (a read, an accept) puts every dirty
+ * socket's send and its own operation in one io_uring_enter, which also waits.
+ * Queued bytes must still leave when the thread blocks somewhere the shim
+ * does not see (sleep, a condition variable): a per-process flusher thread
+ * services any lane whose owner has been away for longer than
+ * RINGSTEER_FLUSH_US.  It takes the lane's lock (the owner holds it inside
+ * the shim), reaps completions from the shared CQ memory and pushes queued
+ * bytes with non-blocking kernel sends; it never submits to the ring, which
+ * with SINGLE_ISSUER only the owner may do.
+ *
+ * Task work runs by interrupting the owner by default (no DEFER_TASKRUN), so
+ * a send in flight progresses even while the owner is away from the shim.
+ */
+#include <limits.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ringsteer.h"
+
+static __thread struct rs_lane *current_lane;
+static __thread bool lane_failed;
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rs_lane *registry;
+static unsigned lane_count;
+static pthread_key_t lane_key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+
+/* -1 unknown, 0 unavailable (everything takes the kernel path), 1 available. */
+static _Atomic int io_uring_state = -1;
+static unsigned setup_flags_supported;
+
+static pthread_t flusher_thread;
+static _Atomic bool flusher_running;
+static _Atomic uint32_t flusher_sleeping;
+static _Atomic bool flusher_stop;
+
+uint64_t rs_now_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
+
+bool rs_io_uring_available(void)
+{
+	return rs_active && atomic_load_explicit(&io_uring_state, memory_order_relaxed) != 0;
+}
+
+static void lane_destroy(void *argument);
+
+static void make_key(void)
+{
+	pthread_key_create(&lane_key, lane_destroy);
+}
+
+/* Sets up the ring with the best flags this kernel has: the first failure
+ * with -EINVAL drops the optional flags, and what worked is remembered. */
+static int setup_ring(struct rs_lane *lane)
+{
+	unsigned wanted = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE |
+			  IORING_SETUP_SUBMIT_ALL;
+	struct io_uring_params params;
+	int ret;
+
+	if (rs_config.defer_taskrun)
+		wanted |= IORING_SETUP_DEFER_TASKRUN;
+	if (atomic_load(&io_uring_state) == 1)
+		wanted &= setup_flags_supported | IORING_SETUP_CQSIZE;
+	for (;;) {
+		memset(&params, 0, sizeof(params));
+		params.flags = wanted;
+		params.cq_entries = rs_config.ring_entries * 4;
+		ret = io_uring_queue_init_params(rs_config.ring_entries, &lane->ring, &params);
+		if (ret != -EINVAL || !(wanted & ~IORING_SETUP_CQSIZE))
+			break;
+		/* Drop the newest flag first. */
+		if (wanted & IORING_SETUP_DEFER_TASKRUN)
+			wanted &= ~IORING_SETUP_DEFER_TASKRUN;
+		else if (wanted & IORING_SETUP_SINGLE_ISSUER)
+			wanted &= ~IORING_SETUP_SINGLE_ISSUER;
+		else
+			wanted &= ~IORING_SETUP_SUBMIT_ALL;
+	}
+	if (ret < 0)
+		return ret;
+	setup_flags_supported = wanted;
+	lane->cq_entries = params.cq_entries;
+	io_uring_ring_dontfork(&lane->ring);
+	return 0;
+}
+
+static void pin_lane(struct rs_lane *lane)
+{
+	cpu_set_t set;
+	int cpu;
+
+	lane->cpu = -1;
+	if (!rs_config.pin)
+		return;
+	if (rs_config.cpu_count)
+		cpu = rs_config.cpus[lane->index % (unsigned)rs_config.cpu_count];
+	else
+		cpu = (int)(lane->index % (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set)) {
+		rs_warn("cannot pin lane %u to core %d", lane->index, cpu);
+		return;
+	}
+	lane->cpu = cpu;
+}
+
+static void start_flusher(void);
+static int enter_ring(struct rs_lane *lane, unsigned wait);
+
+static struct rs_lane *lane_create(void)
+{
+	struct rs_lane *lane = calloc(1, sizeof(*lane));
+	int ret;
+
+	if (!lane)
+		return NULL;
+	ret = setup_ring(lane);
+	if (ret < 0) {
+		int expected = -1;
+
+		free(lane);
+		if (atomic_compare_exchange_strong(&io_uring_state, &expected, 0)) {
+			rs_stats_set_io_uring(false);
+			rs_warn("io_uring is not available (%s): every socket takes the kernel path",
+				strerror(-ret));
+		} else if (atomic_load(&io_uring_state) == 1) {
+			/* Rings worked before: a limit such as RLIMIT_NOFILE or
+			 * memory.  This thread goes the kernel path. */
+			rs_warn("cannot create a lane for thread %d (%s): its sockets take the kernel path",
+				(int)gettid(), strerror(-ret));
+		}
+		return NULL;
+	}
+	atomic_store(&io_uring_state, 1);
+	pthread_mutex_init(&lane->lock, NULL);
+	lane->tid = gettid();
+	lane->stats = rs_stats_lane_slot(&lane->index);
+	lane->stats->tid = (uint64_t)lane->tid;
+	pin_lane(lane);
+	lane->stats->cpu = lane->cpu;
+
+	pthread_mutex_lock(&registry_lock);
+	lane->next_lane = registry;
+	registry = lane;
+	lane_count++;
+	pthread_mutex_unlock(&registry_lock);
+
+	pthread_once(&key_once, make_key);
+	pthread_setspecific(lane_key, lane);
+	rs_debug("lane %u created for thread %d (ring flags 0x%x)", lane->index, (int)lane->tid,
+		 setup_flags_supported);
+	start_flusher();
+	return lane;
+}
+
+struct rs_lane *rs_lane_get(void)
+{
+	if (likely(current_lane))
+		return current_lane;
+	if (lane_failed || !rs_active || !rs_io_uring_available())
+		return NULL;
+	current_lane = lane_create();
+	if (!current_lane)
+		lane_failed = true;
+	return current_lane;
+}
+
+void rs_lane_enter(struct rs_lane *lane)
+{
+	pthread_mutex_lock(&lane->lock);
+}
+
+/* Leaving work behind (queued bytes, sends in flight) arms the flusher's
+ * deadline for this lane. */
+void rs_lane_leave(struct rs_lane *lane)
+{
+	/* A prepared SQE names its socket by fd number: it must not wait for
+	 * submission while another thread could close and reuse that number. */
+	if (lane->unsubmitted)
+		enter_ring(lane, 0);
+	if (lane->dirty_count || lane->in_flight) {
+		if (!atomic_load_explicit(&lane->dirty_since_ns, memory_order_relaxed))
+			atomic_store_explicit(&lane->dirty_since_ns, rs_now_ns(),
+					      memory_order_relaxed);
+		if (atomic_load_explicit(&flusher_sleeping, memory_order_relaxed))
+			rs_flusher_kick();
+	} else if (atomic_load_explicit(&lane->dirty_since_ns, memory_order_relaxed)) {
+		atomic_store_explicit(&lane->dirty_since_ns, 0, memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&lane->lock);
+}
+
+static int enter_ring(struct rs_lane *lane, unsigned wait)
+{
+	int ret;
+
+	RS_STAT_ADD(lane->stats, ring_ops, lane->unsubmitted);
+	RS_STAT_ADD(lane->stats, ring_enters, 1);
+	lane->unsubmitted = 0;
+	if (wait)
+		ret = io_uring_submit_and_wait(&lane->ring, wait);
+	else
+		ret = io_uring_submit(&lane->ring);
+	return ret < 0 ? ret : 0;
+}
+
+struct io_uring_sqe *rs_lane_sqe(struct rs_lane *lane)
+{
+	struct io_uring_sqe *sqe;
+
+	/* Never let completions outrun the CQ: reap before adding more. */
+	while (lane->in_flight + 1 >= lane->cq_entries) {
+		enter_ring(lane, 1);
+		rs_lane_reap(lane);
+	}
+	sqe = io_uring_get_sqe(&lane->ring);
+	while (!sqe) {
+		enter_ring(lane, 0);
+		sqe = io_uring_get_sqe(&lane->ring);
+	}
+	lane->unsubmitted++;
+	lane->in_flight++;
+	return sqe;
+}
+
+int rs_lane_submit(struct rs_lane *lane)
+{
+	rs_lane_prepare_sends(lane);
+	if (!lane->unsubmitted)
+		return 0;
+	return enter_ring(lane, 0);
+}
+
+static void complete(struct rs_lane *lane, struct io_uring_cqe *cqe, bool can_submit)
+{
+	struct rs_op *op = io_uring_cqe_get_data(cqe);
+	struct rs_socket *socket;
+
+	lane->in_flight--;
+	if (!op)
+		return;
+	switch (op->kind) {
+	case RS_OP_WAIT:
+		op->result = cqe->res;
+		op->cqe_flags = cqe->flags;
+		op->done = true;
+		break;
+	case RS_OP_SEND:
+		socket = op->socket;
+		pthread_mutex_lock(&socket->lock);
+		rs_socket_send_done(socket, lane, can_submit, cqe->res);
+		pthread_mutex_unlock(&socket->lock);
+		rs_socket_unref(socket);
+		break;
+	case RS_OP_IGNORE:
+		break;
+	}
+}
+
+static void reap(struct rs_lane *lane, bool can_submit)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+
+	/* io_uring_for_each_cqe reads shared memory only: the flusher may use
+	 * it on a lane it does not own. */
+	io_uring_for_each_cqe(&lane->ring, head, cqe) {
+		complete(lane, cqe, can_submit);
+		seen++;
+	}
+	if (seen)
+		io_uring_cq_advance(&lane->ring, seen);
+}
+
+void rs_lane_reap(struct rs_lane *lane)
+{
+	reap(lane, true);
+}
+
+void rs_lane_mark_dirty(struct rs_lane *lane, struct rs_socket *socket)
+{
+	if (lane->dirty_count == lane->dirty_capacity) {
+		unsigned capacity = lane->dirty_capacity ? lane->dirty_capacity * 2 : 16;
+		struct rs_socket **grown = realloc(lane->dirty, capacity * sizeof(*grown));
+
+		if (!grown) {
+			/* Cannot remember it: send it now instead. */
+			rs_socket_start_send(socket, lane);
+			return;
+		}
+		lane->dirty = grown;
+		lane->dirty_capacity = capacity;
+	}
+	rs_socket_ref(socket);
+	lane->dirty[lane->dirty_count++] = socket;
+}
+
+void rs_lane_prepare_sends(struct rs_lane *lane)
+{
+	unsigned count = lane->dirty_count;
+
+	lane->dirty_count = 0;
+	for (unsigned i = 0; i < count; i++) {
+		struct rs_socket *socket = lane->dirty[i];
+
+		pthread_mutex_lock(&socket->lock);
+		if (socket->tx_lane == lane) {
+			socket->tx_listed = false;
+			if (!socket->tx_in_flight && socket->txq.bytes)
+				rs_socket_start_send(socket, lane);
+		}
+		pthread_mutex_unlock(&socket->lock);
+		rs_socket_unref(socket);
+	}
+}
+
+int rs_lane_wait(struct rs_lane *lane, struct rs_op *op)
+{
+	for (;;) {
+		int ret;
+
+		rs_lane_reap(lane);
+		if (op->done)
+			return 0;
+		rs_lane_prepare_sends(lane);
+		ret = enter_ring(lane, 1);
+		rs_lane_reap(lane);
+		if (op->done)
+			return 0;
+		if (ret == -EINTR)
+			return -EINTR;
+		if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -ETIME) {
+			rs_error("io_uring_enter failed: %s", strerror(-ret));
+			return ret;
+		}
+	}
+}
+
+int rs_lane_wait_any(struct rs_lane *lane)
+{
+	int ret;
+
+	rs_lane_prepare_sends(lane);
+	ret = enter_ring(lane, 1);
+	rs_lane_reap(lane);
+	return ret;
+}
+
+void rs_lane_cancel(struct rs_lane *lane, struct rs_op *op)
+{
+	struct io_uring_sqe *sqe;
+
+	if (op->done)
+		return;
+	sqe = rs_lane_sqe(lane);
+	io_uring_prep_cancel(sqe, op, 0);
+	io_uring_sqe_set_data(sqe, NULL);
+	/* The operation's CQE always comes: completed, or -ECANCELED.  A
+	 * second signal cannot stop us waiting for it, or the kernel could
+	 * later write into a buffer the caller has reused. */
+	while (!op->done) {
+		enter_ring(lane, 1);
+		rs_lane_reap(lane);
+	}
+}
+
+void rs_lane_flush_before_block(void)
+{
+	struct rs_lane *lane = current_lane;
+
+	if (!lane || (!lane->dirty_count))
+		return;
+	rs_lane_enter(lane);
+	rs_lane_submit(lane);
+	rs_lane_leave(lane);
+}
+
+/* Thread exit: queued bytes go out, and nothing may stay in flight on a
+ * ring that is about to be torn down. */
+static void lane_destroy(void *argument)
+{
+	struct rs_lane *lane = argument;
+	uint64_t deadline = rs_now_ns() + 2000000000ull;
+
+	rs_lane_enter(lane);
+	rs_lane_submit(lane);
+	while (lane->in_flight && rs_now_ns() < deadline) {
+		struct __kernel_timespec timeout = { .tv_sec = 0, .tv_nsec = 100000000 };
+		struct io_uring_cqe *cqe;
+
+		io_uring_wait_cqe_timeout(&lane->ring, &cqe, &timeout);
+		rs_lane_reap(lane);
+		rs_lane_prepare_sends(lane);
+		if (lane->unsubmitted)
+			enter_ring(lane, 0);
+	}
+	if (lane->in_flight) {
+		struct io_uring_sync_cancel_reg cancel = {
+			.flags = IORING_ASYNC_CANCEL_ANY,
+			.timeout = { .tv_sec = 1, .tv_nsec = 0 },
+		};
+
+		io_uring_register_sync_cancel(&lane->ring, &cancel);
+		rs_lane_reap(lane);
+	}
+	for (unsigned i = 0; i < lane->dirty_count; i++)
+		rs_socket_unref(lane->dirty[i]);
+	lane->dirty_count = 0;
+	atomic_store(&lane->dead, true);
+	io_uring_queue_exit(&lane->ring);
+	current_lane = NULL;
+	pthread_mutex_unlock(&lane->lock);
+	/* The lane stays in the registry, dead, so the flusher never follows a
+	 * freed pointer; its stats slot keeps the totals. */
+}
+
+/* ---- the flusher ---------------------------------------------------------- */
+
+static void futex_wait(_Atomic uint32_t *word, uint32_t value, long timeout_ns)
+{
+	struct timespec timeout = { .tv_sec = timeout_ns / 1000000000L,
+				    .tv_nsec = timeout_ns % 1000000000L };
+
+	syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, value, &timeout, NULL, 0);
+}
+
+void rs_flusher_kick(void)
+{
+	if (atomic_exchange(&flusher_sleeping, 0))
+		syscall(SYS_futex, &flusher_sleeping, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* Services a lane whose owner is away: reaps, then pushes queued bytes into
+ * the kernel without blocking.  Returns true if work is left. */
+static bool service_lane(struct rs_lane *lane)
+{
+	bool left;
+
+	reap(lane, false);
+	for (unsigned i = 0; i < lane->dirty_count; i++) {
+		struct rs_socket *socket = lane->dirty[i];
+
+		pthread_mutex_lock(&socket->lock);
+		if (socket->tx_lane == lane && !socket->tx_in_flight && socket->txq.bytes)
+			rs_socket_push_to_kernel(socket);
+		pthread_mutex_unlock(&socket->lock);
+	}
+	/* Keep the entries that still hold bytes; drop the rest. */
+	unsigned kept = 0;
+
+	for (unsigned i = 0; i < lane->dirty_count; i++) {
+		struct rs_socket *socket = lane->dirty[i];
+		bool keep;
+
+		pthread_mutex_lock(&socket->lock);
+		keep = socket->tx_lane == lane && !socket->tx_in_flight && socket->txq.bytes;
+		pthread_mutex_unlock(&socket->lock);
+		if (keep)
+			lane->dirty[kept++] = socket;
+		else
+			rs_socket_unref(socket);
+	}
+	lane->dirty_count = kept;
+	left = lane->dirty_count || lane->in_flight;
+	if (!left)
+		atomic_store_explicit(&lane->dirty_since_ns, 0, memory_order_relaxed);
+	return left;
+}
+
+static void *flusher_main(void *argument)
+{
+	uint64_t interval_ns = (uint64_t)rs_config.flush_us * 1000ull / 2;
+	uint64_t idle_since = rs_now_ns();
+
+	while (!atomic_load(&flusher_stop)) {
+		uint64_t now = rs_now_ns();
+		bool busy = false;
+
+		pthread_mutex_lock(&registry_lock);
+		for (struct rs_lane *lane = registry; lane; lane = lane->next_lane) {
+			uint64_t since = atomic_load_explicit(&lane->dirty_since_ns,
+							      memory_order_relaxed);
+
+			if (!since || atomic_load(&lane->dead))
+				continue;
+			busy = true;
+			if (now - since < (uint64_t)rs_config.flush_us * 1000ull)
+				continue;
+			if (pthread_mutex_trylock(&lane->lock))
+				continue; /* the owner is in the shim: it will do it */
+			service_lane(lane);
+			pthread_mutex_unlock(&lane->lock);
+		}
+		pthread_mutex_unlock(&registry_lock);
+		if (busy)
+			idle_since = now;
+		/* Poll while work keeps appearing; after a second without any,
+		 * sleep until a lane leaves work behind (one futex wake then). */
+		if (now - idle_since > 1000000000ull) {
+			atomic_store(&flusher_sleeping, 1);
+			futex_wait(&flusher_sleeping, 1, 1000000000L);
+			atomic_store(&flusher_sleeping, 0);
+			idle_since = rs_now_ns();
+		} else {
+			struct timespec pause = { .tv_sec = 0, .tv_nsec = (long)interval_ns };
+
+			nanosleep(&pause, NULL);
+		}
+	}
+	return NULL;
+}
+
+static void start_flusher(void)
+{
+	sigset_t all, old;
+	bool expected = false;
+
+	if (!atomic_compare_exchange_strong(&flusher_running, &expected, true))
+		return;
+	/* The flusher must never run the application's signal handlers. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&flusher_thread, NULL, flusher_main, NULL)) {
+		rs_warn("cannot start the flusher thread: queued sends leave only at the next call of their thread");
+		atomic_store(&flusher_running, false);
+	} else {
+		pthread_detach(flusher_thread);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* ---- fork and exit -------------------------------------------------------- */
+
+void rs_lanes_atfork_prepare(void)
+{
+	/* What the parent queued stays the parent's to send; make it leave
+	 * now so the child's copy of the queues can simply be dropped. */
+	rs_lane_flush_before_block();
+	pthread_mutex_lock(&registry_lock);
+}
+
+void rs_lanes_atfork_parent(void)
+{
+	pthread_mutex_unlock(&registry_lock);
+}
+
+void rs_lanes_atfork_child(void)
+{
+	/* The rings' memory is not inherited (io_uring_ring_dontfork); their
+	 * fds are, and would keep the parent's rings alive. */
+	for (struct rs_lane *lane = registry; lane; lane = lane->next_lane) {
+		if (!atomic_load(&lane->dead))
+			REAL(close)(lane->ring.ring_fd);
+	}
+	registry = NULL;
+	lane_count = 0;
+	current_lane = NULL;
+	lane_failed = false;
+	pthread_mutex_init(&registry_lock, NULL);
+	atomic_store(&flusher_running, false);
+	atomic_store(&flusher_sleeping, 0);
+}
+
+void rs_lanes_exit(void)
+{
+	struct rs_lane *lane = current_lane;
+
+	if (lane) {
+		rs_lane_enter(lane);
+		rs_lane_submit(lane);
+		rs_lane_leave(lane);
+	}
+	atomic_store(&flusher_stop, true);
+}

@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The internal header of the preload library.
+ *
+ * Conventions: internal functions return a negative errno on failure and
+ * never touch errno themselves; only the exported wrappers in interpose.c
+ * set errno.  The shim's own code reaches the kernel only through the real
+ * functions (REAL(name)), never through the exported names, so it cannot
+ * recurse into itself.
+ */
+#ifndef RINGSTEER_H
+#define RINGSTEER_H
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "compat.h"
+#include "stats_layout.h"
+
+#define RS_HIDDEN __attribute__((visibility("hidden")))
+#define RS_EXPORT __attribute__((visibility("default")))
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* ---- real functions (interpose.c) ---------------------------------------- */
+
+struct rs_real_functions {
+#define RS_CALL(ret, name, params, args) ret (*name) params;
+#define RS_CALL_VARIADIC(ret, name, params, last) ret (*name) params;
+#include "calls.h"
+#undef RS_CALL
+#undef RS_CALL_VARIADIC
+};
+extern struct rs_real_functions rs_real;
+#define REAL(name) (rs_real.name)
+
+/* 0 before the real functions are resolved, 1 after, -1 while resolving. */
+extern _Atomic int rs_initialised;
+/* False when disabled or when start-up failed: the kernel path for all. */
+extern bool rs_active;
+void rs_init(void);
+
+/* ---- configuration (config.c) --------------------------------------------- */
+
+enum rs_log_level { RS_LOG_ERROR, RS_LOG_WARN, RS_LOG_INFO, RS_LOG_DEBUG };
+
+#define RS_MAX_CPUS 1024
+
+struct rs_config {
+	bool disable;             /* RINGSTEER_DISABLE */
+	int log_level;            /* RINGSTEER_LOG */
+	int cpus[RS_MAX_CPUS];    /* RINGSTEER_CPUS, in order; cpu_count 0: all */
+	int cpu_count;
+	bool pin;                 /* RINGSTEER_PIN */
+	bool client;              /* RINGSTEER_CLIENT */
+	unsigned batch;           /* RINGSTEER_BATCH: queued sends that force a submit */
+	size_t txq_bytes;         /* RINGSTEER_TXQ_BYTES: per-socket send queue cap */
+	unsigned ring_entries;    /* RINGSTEER_RING_ENTRIES */
+	unsigned flush_us;        /* RINGSTEER_FLUSH_US: deadline for queued sends */
+	bool defer_taskrun;       /* RINGSTEER_DEFER_TASKRUN */
+	char stats_dir[256];      /* RINGSTEER_STATS_DIR */
+	bool stats_keep;          /* RINGSTEER_STATS_KEEP */
+};
+extern struct rs_config rs_config;
+
+typedef const char *(*rs_env_lookup)(const char *name);
+typedef void (*rs_config_report)(int level, const char *line);
+
+/* Fills config from the environment; reports each bad value (the default is
+ * then used) and returns how many were bad. */
+int rs_config_load(struct rs_config *config, rs_env_lookup lookup,
+		   rs_config_report report);
+void rs_config_defaults(struct rs_config *config);
+/* Writes the non-default settings, comma separated, into buf. */
+void rs_config_describe(const struct rs_config *config, char *buf, size_t size);
+
+/* ---- logging (log.c) ------------------------------------------------------- */
+
+/* One line on stderr prefixed "ringsteer[pid]: "; keeps errno. */
+void rs_log(int level, const char *format, ...) __attribute__((format(printf, 2, 3)));
+#define rs_error(...) rs_log(RS_LOG_ERROR, __VA_ARGS__)
+#define rs_warn(...)  rs_log(RS_LOG_WARN, __VA_ARGS__)
+#define rs_info(...)  rs_log(RS_LOG_INFO, __VA_ARGS__)
+#define rs_debug(...) do { if (unlikely(rs_config.log_level >= RS_LOG_DEBUG)) \
+		rs_log(RS_LOG_DEBUG, __VA_ARGS__); } while (0)
+
+/* ---- statistics (stats.c) -------------------------------------------------- */
+
+void rs_stats_init(void);
+void rs_stats_atfork_child(void);
+void rs_stats_exit(void);
+struct rs_lane_stats *rs_stats_lane_slot(unsigned *index);
+void rs_stats_set_io_uring(bool available);
+/* Single writer per slot: a relaxed load and store, no locked instruction. */
+#define RS_STAT_ADD(slot, field, n) \
+	atomic_store_explicit((_Atomic uint64_t *)&(slot)->field, \
+		atomic_load_explicit((_Atomic uint64_t *)&(slot)->field, memory_order_relaxed) + (n), \
+		memory_order_relaxed)
+#define RS_STAT_SUB(slot, field, n) RS_STAT_ADD(slot, field, -(uint64_t)(n))
+/* Counters for work done on no lane (fallbacks before a lane exists). */
+extern struct rs_lane_stats rs_unlaned_stats;
+
+/* ---- send queue (sendqueue.c) ------------------------------------------- */
+
+struct rs_chunk {
+	struct rs_chunk *next;
+	size_t start;     /* first unsent byte */
+	size_t end;       /* one past the last queued byte */
+	size_t capacity;
+	char data[];
+};
+
+/* A FIFO of bytes waiting to be sent, in chunks so that appends never move
+ * data that may be in flight. */
+struct rs_send_queue {
+	struct rs_chunk *head;
+	struct rs_chunk *tail;
+	size_t bytes;
+};
+
+#define RS_CHUNK_SIZE 16384
+
+void rs_send_queue_init(struct rs_send_queue *queue);
+/* Appends up to limit bytes from iov; returns the number appended or -ENOMEM. */
+ssize_t rs_send_queue_append(struct rs_send_queue *queue, const struct iovec *iov,
+			     int iovcnt, size_t limit);
+/* Describes the first queued bytes in at most max iovecs; returns the count. */
+int rs_send_queue_peek(const struct rs_send_queue *queue, struct iovec *iov, int max);
+void rs_send_queue_consume(struct rs_send_queue *queue, size_t bytes);
+void rs_send_queue_clear(struct rs_send_queue *queue);
+
+/* ---- operations and lanes (lane.c) ----------------------------------------- */
+
+enum rs_op_kind { RS_OP_WAIT, RS_OP_SEND, RS_OP_IGNORE };
+
+/* What an SQE's user_data points to.  A RS_OP_WAIT operation lives on the
+ * stack of the call that waits for it; a RS_OP_SEND one inside its socket. */
+struct rs_op {
+	enum rs_op_kind kind;
+	bool done;
+	int result;
+	unsigned cqe_flags;
+	struct rs_socket *socket;
+};
+
+struct rs_lane {
+	struct io_uring ring;
+	pthread_mutex_t lock;      /* held by the owner inside the shim; the flusher trylocks */
+	pid_t tid;
+	unsigned index;
+	int cpu;
+	struct rs_lane_stats *stats;
+	unsigned in_flight;        /* operations whose CQE is not yet reaped */
+	unsigned unsubmitted;      /* SQEs prepared since the last submit */
+	unsigned cq_entries;
+	/* Sockets with queued bytes and no send in flight, each holding a ref. */
+	struct rs_socket **dirty;
+	unsigned dirty_count;
+	unsigned dirty_capacity;
+	_Atomic uint64_t dirty_since_ns; /* 0: nothing waits for a flush */
+	struct rs_lane *next_lane;       /* in the registry, for the flusher */
+	_Atomic bool dead;               /* its thread exited */
+};
+
+/* The calling thread's lane, created on first use; NULL when io_uring is not
+ * available (the caller then takes the kernel path). */
+struct rs_lane *rs_lane_get(void);
+/* Takes the lane for a shim call, and releases it. */
+void rs_lane_enter(struct rs_lane *lane);
+void rs_lane_leave(struct rs_lane *lane);
+/* An SQE, submitting what is queued if the SQ is full; never NULL. */
+struct io_uring_sqe *rs_lane_sqe(struct rs_lane *lane);
+/* Submits queued SQEs and waits until op is done; -EINTR if a signal came. */
+int rs_lane_wait(struct rs_lane *lane, struct rs_op *op);
+/* Submits, waits for any completion and reaps; -EINTR if a signal came. */
+int rs_lane_wait_any(struct rs_lane *lane);
+/* Waits for a waited-for op after a signal: cancels it and reaps its CQE. */
+void rs_lane_cancel(struct rs_lane *lane, struct rs_op *op);
+/* Submits without waiting (batch limit reached, or before a kernel call). */
+int rs_lane_submit(struct rs_lane *lane);
+/* Processes every available CQE without blocking. */
+void rs_lane_reap(struct rs_lane *lane);
+/* Puts every dirty socket's queued bytes into SQEs. */
+void rs_lane_prepare_sends(struct rs_lane *lane);
+/* Before a call that may block outside the ring: make queued data go out. */
+void rs_lane_flush_before_block(void);
+void rs_lane_mark_dirty(struct rs_lane *lane, struct rs_socket *socket);
+bool rs_io_uring_available(void);
+void rs_lanes_atfork_prepare(void);
+void rs_lanes_atfork_parent(void);
+void rs_lanes_atfork_child(void);
+void rs_flusher_kick(void);
+/* At process exit: push every queue into the kernel, bounded in time. */
+void rs_lanes_exit(void);
+
+/* ---- sockets (sock.c) and the fd table (fdtable.c) ----------------------- */
+
+enum rs_socket_kind { RS_SOCKET_TCP, RS_SOCKET_LISTENER, RS_SOCKET_CONNECTED };
+
+#define RS_TX_IOV_MAX 64
+
+struct rs_socket {
+	int fd;
+	_Atomic int refs;
+	enum rs_socket_kind kind;
+	pthread_mutex_t lock;      /* guards everything below */
+	bool nonblocking;          /* O_NONBLOCK: kernel path once the queue is empty */
+	bool has_timeouts;         /* SO_RCVTIMEO/SO_SNDTIMEO: kernel path */
+	bool accept_inherits_timeouts; /* listener: accepted sockets inherit them */
+	bool linger_abort;         /* SO_LINGER {1, 0}: close discards the queue */
+	bool closed;               /* the application closed it; we finish the queue */
+	bool shutdown_write_pending;
+	int tx_error;              /* negative errno of a deferred send, reported once */
+	struct rs_send_queue txq;
+	struct rs_lane *tx_lane;   /* the lane that has it dirty or in flight */
+	bool tx_in_flight;
+	bool tx_listed;            /* an entry on tx_lane's dirty list exists */
+	bool write_shut;           /* shutdown(SHUT_WR) was called */
+	struct rs_socket *next_orphan; /* closed by the application, bytes left */
+	struct iovec tx_iov[RS_TX_IOV_MAX];
+	struct msghdr tx_msg;
+	struct rs_op tx_op;
+};
+
+int rs_fdtable_init(void);
+/* Returns the socket with a reference, or NULL. */
+struct rs_socket *rs_fd_get(int fd);
+/* Installs socket at fd (taking over the caller's reference); an entry left
+ * over from a close the shim did not see is dropped first. */
+void rs_fd_install(int fd, struct rs_socket *socket);
+/* Removes and returns the entry (with the table's reference), or NULL. */
+struct rs_socket *rs_fd_remove(int fd);
+int rs_fdtable_size(void);
+
+struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind);
+void rs_socket_ref(struct rs_socket *socket);
+void rs_socket_unref(struct rs_socket *socket);
+/* Called with the socket locked when a send completes on lane; owner says
+ * whether the caller owns the lane (else it is the flusher). */
+void rs_socket_send_done(struct rs_socket *socket, struct rs_lane *lane, bool owner, int result);
+/* Sends the queue with non-blocking kernel sends (flusher, exit). */
+int rs_socket_push_to_kernel(struct rs_socket *socket);
+/* Starts a send of the queue on lane; socket locked. */
+void rs_socket_start_send(struct rs_socket *socket, struct rs_lane *lane);
+int rs_socket_close(struct rs_socket *socket, struct rs_lane *lane);
+int rs_socket_drain(struct rs_socket *socket, struct rs_lane *lane);
+bool rs_orphans_service(void);
+void rs_sockets_atfork_child(void);
+void rs_sockets_exit(void);
+
+/* The shim's implementations, one per intercepted call. */
+#define RS_CALL(ret, name, params, args) long rs_##name params;
+#define RS_CALL_VARIADIC(ret, name, params, last) long rs_##name(int fd, unsigned long request, unsigned long argument);
+#include "calls.h"
+#undef RS_CALL
+#undef RS_CALL_VARIADIC
+
+uint64_t rs_now_ns(void);
+
+#endif

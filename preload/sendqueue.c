@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A socket's send queue: the bytes a write() accepted that the kernel has not
+ * taken yet.
+ *
+ * Chunks are never moved or resized once written, because an in-flight send
+ * points into them; small writes are packed into the tail chunk so that a
+ * burst of small writes leaves in one sendmsg.  The cap is enforced by the
+ * caller, which passes how much it may append.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ringsteer.h"
+
+void rs_send_queue_init(struct rs_send_queue *queue)
+{
+	queue->head = NULL;
+	queue->tail = NULL;
+	queue->bytes = 0;
+}
+
+static struct rs_chunk *chunk_new(size_t want)
+{
+	size_t capacity = want < RS_CHUNK_SIZE ? RS_CHUNK_SIZE : want;
+	struct rs_chunk *chunk = malloc(sizeof(*chunk) + capacity);
+
+	if (!chunk)
+		return NULL;
+	chunk->next = NULL;
+	chunk->start = 0;
+	chunk->end = 0;
+	chunk->capacity = capacity;
+	return chunk;
+}
+
+ssize_t rs_send_queue_append(struct rs_send_queue *queue, const struct iovec *iov,
+			     int iovcnt, size_t limit)
+{
+	size_t appended = 0;
+
+	for (int i = 0; i < iovcnt && appended < limit; i++) {
+		const char *source = iov[i].iov_base;
+		size_t left = iov[i].iov_len;
+
+		if (left > limit - appended)
+			left = limit - appended;
+		while (left) {
+			struct rs_chunk *tail = queue->tail;
+			size_t room = tail ? tail->capacity - tail->end : 0;
+
+			if (!room) {
+				tail = chunk_new(left);
+				if (!tail)
+					return appended ? (ssize_t)appended : -ENOMEM;
+				if (queue->tail)
+					queue->tail->next = tail;
+				else
+					queue->head = tail;
+				queue->tail = tail;
+				room = tail->capacity;
+			}
+			if (room > left)
+				room = left;
+			memcpy(tail->data + tail->end, source, room);
+			tail->end += room;
+			source += room;
+			left -= room;
+			appended += room;
+			queue->bytes += room;
+		}
+	}
+	return (ssize_t)appended;
+}
+
+int rs_send_queue_peek(const struct rs_send_queue *queue, struct iovec *iov, int max)
+{
+	int count = 0;
+
+	for (struct rs_chunk *chunk = queue->head; chunk && count < max; chunk = chunk->next) {
+		if (chunk->end == chunk->start)
+			continue;
+		iov[count].iov_base = chunk->data + chunk->start;
+		iov[count].iov_len = chunk->end - chunk->start;
+		count++;
+	}
+	return count;
+}
+
+void rs_send_queue_consume(struct rs_send_queue *queue, size_t bytes)
+{
+	if (bytes > queue->bytes)
+		bytes = queue->bytes;
+	queue->bytes -= bytes;
+	/* A fully sent chunk is freed at once, even the tail: an idle
+	 * connection keeps no queue memory. */
+	while (bytes && queue->head) {
+		struct rs_chunk *chunk = queue->head;
+		size_t available = chunk->end - chunk->start;
+
+		if (bytes < available) {
+			chunk->start += bytes;
+			return;
+		}
+		bytes -= available;
+		queue->head = chunk->next;
+		if (!queue->head)
+			queue->tail = NULL;
+		free(chunk);
+	}
+}
+
+void rs_send_queue_clear(struct rs_send_queue *queue)
+{
+	struct rs_chunk *chunk = queue->head;
+
+	while (chunk) {
+		struct rs_chunk *next = chunk->next;
+
+		free(chunk);
+		chunk = next;
+	}
+	rs_send_queue_init(queue);
+}

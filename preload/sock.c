@@ -1,0 +1,422 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Accelerated sockets: the state the shim keeps per TCP socket and the send
+ * queue's life from write() to the kernel.
+ *
+ * A socket's queued bytes are sent by one send operation at a time, so they
+ * leave in order; the lane that has them dirty or in flight is tx_lane.  A
+ * send that fails leaves its error to be reported by the next call on the
+ * socket, as the kernel reports a pending socket error.  When the
+ * application closes a socket whose bytes have not all left, the socket is
+ * kept open under a duplicate fd (close-on-exec, high number) until they
+ * have, so the FIN still follows the data and the application's fd number is
+ * free at once, as with the kernel.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "ringsteer.h"
+
+/* Socket objects are recycled, never freed: see fdtable.c. */
+static pthread_mutex_t free_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rs_socket *free_list;
+
+static pthread_mutex_t orphan_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rs_socket *orphans;
+
+struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind)
+{
+	struct rs_socket *socket;
+
+	pthread_mutex_lock(&free_lock);
+	socket = free_list;
+	if (socket)
+		free_list = socket->next_orphan;
+	pthread_mutex_unlock(&free_lock);
+	if (!socket) {
+		socket = calloc(1, sizeof(*socket));
+		if (!socket)
+			return NULL;
+		pthread_mutex_init(&socket->lock, NULL);
+	}
+	pthread_mutex_lock(&socket->lock);
+	socket->kind = kind;
+	socket->nonblocking = false;
+	socket->has_timeouts = false;
+	socket->accept_inherits_timeouts = false;
+	socket->linger_abort = false;
+	socket->closed = false;
+	socket->shutdown_write_pending = false;
+	socket->write_shut = false;
+	socket->tx_error = 0;
+	rs_send_queue_init(&socket->txq);
+	socket->tx_lane = NULL;
+	socket->tx_in_flight = false;
+	socket->tx_listed = false;
+	socket->next_orphan = NULL;
+	socket->tx_op.kind = RS_OP_SEND;
+	socket->tx_op.socket = socket;
+	socket->fd = fd;
+	pthread_mutex_unlock(&socket->lock);
+	atomic_store_explicit(&socket->refs, 1, memory_order_release);
+	return socket;
+}
+
+void rs_socket_ref(struct rs_socket *socket)
+{
+	atomic_fetch_add_explicit(&socket->refs, 1, memory_order_relaxed);
+}
+
+void rs_socket_unref(struct rs_socket *socket)
+{
+	if (atomic_fetch_sub_explicit(&socket->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	pthread_mutex_lock(&socket->lock);
+	rs_send_queue_clear(&socket->txq);
+	socket->fd = -1;
+	pthread_mutex_unlock(&socket->lock);
+	pthread_mutex_lock(&free_lock);
+	socket->next_orphan = free_list;
+	free_list = socket;
+	pthread_mutex_unlock(&free_lock);
+}
+
+/* ---- sending ---------------------------------------------------------------- */
+
+void rs_socket_start_send(struct rs_socket *socket, struct rs_lane *lane)
+{
+	struct io_uring_sqe *sqe;
+	int count;
+
+	count = rs_send_queue_peek(&socket->txq, socket->tx_iov, RS_TX_IOV_MAX);
+	if (!count)
+		return;
+	sqe = rs_lane_sqe(lane);
+	/* MSG_NOSIGNAL: a deferred EPIPE raises SIGPIPE later, on the call
+	 * that reports it, in the thread that makes that call. */
+	if (count == 1) {
+		io_uring_prep_send(sqe, socket->fd, socket->tx_iov[0].iov_base,
+				   socket->tx_iov[0].iov_len, MSG_NOSIGNAL);
+	} else {
+		memset(&socket->tx_msg, 0, sizeof(socket->tx_msg));
+		socket->tx_msg.msg_iov = socket->tx_iov;
+		socket->tx_msg.msg_iovlen = (size_t)count;
+		io_uring_prep_sendmsg(sqe, socket->fd, &socket->tx_msg, MSG_NOSIGNAL);
+	}
+	io_uring_sqe_set_data(sqe, &socket->tx_op);
+	socket->tx_in_flight = true;
+	socket->tx_lane = lane;
+	socket->tx_listed = false;
+	rs_socket_ref(socket);
+}
+
+/* What happens once the queue is empty: a deferred shutdown or close. */
+static void queue_drained(struct rs_socket *socket)
+{
+	if (socket->shutdown_write_pending) {
+		socket->shutdown_write_pending = false;
+		REAL(shutdown)(socket->fd, SHUT_WR);
+	}
+	if (socket->closed && socket->fd >= 0) {
+		REAL(close)(socket->fd);
+		socket->fd = -1;
+	}
+}
+
+static void record_send_error(struct rs_socket *socket, int error)
+{
+	if (!socket->tx_error)
+		socket->tx_error = error;
+	/* Nothing queued behind a failed send can reach the peer. */
+	rs_send_queue_clear(&socket->txq);
+	socket->shutdown_write_pending = false;
+	if (socket->closed && socket->fd >= 0) {
+		REAL(close)(socket->fd);
+		socket->fd = -1;
+	}
+}
+
+void rs_socket_send_done(struct rs_socket *socket, struct rs_lane *lane, bool owner, int result)
+{
+	socket->tx_in_flight = false;
+	if (result > 0) {
+		rs_send_queue_consume(&socket->txq, (size_t)result);
+		if (owner)
+			RS_STAT_ADD(lane->stats, bytes_sent, (uint64_t)result);
+	} else if (result < 0 && result != -ECANCELED && result != -EINTR && result != -EAGAIN) {
+		record_send_error(socket, result);
+		return;
+	}
+	if (!socket->txq.bytes) {
+		queue_drained(socket);
+		return;
+	}
+	/* More bytes (a short send, or appended while in flight): they go with
+	 * the lane's next submission, or now through the kernel if the
+	 * flusher is the one looking. */
+	if (!owner) {
+		rs_socket_push_to_kernel(socket);
+		if (!socket->txq.bytes)
+			return;
+	}
+	if (!socket->tx_listed || socket->tx_lane != lane) {
+		socket->tx_lane = lane;
+		socket->tx_listed = true;
+		rs_lane_mark_dirty(lane, socket);
+	}
+}
+
+int rs_socket_push_to_kernel(struct rs_socket *socket)
+{
+	while (socket->txq.bytes && socket->fd >= 0) {
+		struct iovec iov[RS_TX_IOV_MAX];
+		struct msghdr message = { .msg_iov = iov };
+		ssize_t sent;
+
+		message.msg_iovlen = (size_t)rs_send_queue_peek(&socket->txq, iov, RS_TX_IOV_MAX);
+		sent = REAL(sendmsg)(socket->fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (sent < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return -EAGAIN;
+			record_send_error(socket, -errno);
+			return -errno;
+		}
+		RS_STAT_ADD(&rs_unlaned_stats, bytes_sent, (uint64_t)sent);
+		rs_send_queue_consume(&socket->txq, (size_t)sent);
+	}
+	if (!socket->txq.bytes)
+		queue_drained(socket);
+	return 0;
+}
+
+/* ---- orphans: closed by the application, bytes still queued -------------- */
+
+static int high_fd_base(void)
+{
+	struct rlimit limit;
+
+	if (getrlimit(RLIMIT_NOFILE, &limit) || limit.rlim_cur == RLIM_INFINITY)
+		return 1024;
+	return (int)(limit.rlim_cur * 3 / 4);
+}
+
+/* Keeps the socket open under another number; socket locked.  Returns false
+ * if no number is left, and the caller must then finish the queue itself. */
+static bool adopt_orphan(struct rs_socket *socket)
+{
+	int duplicate = REAL(fcntl)(socket->fd, F_DUPFD_CLOEXEC, high_fd_base());
+
+	if (duplicate < 0)
+		duplicate = REAL(fcntl)(socket->fd, F_DUPFD_CLOEXEC, 3);
+	if (duplicate < 0)
+		return false;
+	REAL(close)(socket->fd);
+	socket->fd = duplicate;
+	socket->closed = true;
+	rs_socket_ref(socket);
+	pthread_mutex_lock(&orphan_lock);
+	socket->next_orphan = orphans;
+	orphans = socket;
+	pthread_mutex_unlock(&orphan_lock);
+	rs_flusher_kick();
+	return true;
+}
+
+/* Called by the flusher: pushes what orphans still hold; returns true while
+ * some are left. */
+bool rs_orphans_service(void)
+{
+	struct rs_socket **link, *socket;
+	bool left = false;
+
+	pthread_mutex_lock(&orphan_lock);
+	link = &orphans;
+	while ((socket = *link)) {
+		bool finished;
+
+		pthread_mutex_lock(&socket->lock);
+		if (!socket->tx_in_flight && socket->fd >= 0)
+			rs_socket_push_to_kernel(socket);
+		finished = socket->fd < 0;
+		pthread_mutex_unlock(&socket->lock);
+		if (finished) {
+			*link = socket->next_orphan;
+			rs_socket_unref(socket);
+		} else {
+			left = true;
+			link = &socket->next_orphan;
+		}
+	}
+	pthread_mutex_unlock(&orphan_lock);
+	return left;
+}
+
+/* The child of a fork must not keep the parent's orphans open. */
+static void orphans_atfork_child(void)
+{
+	struct rs_socket *socket = orphans;
+
+	while (socket) {
+		if (socket->fd >= 0)
+			REAL(close)(socket->fd);
+		socket = socket->next_orphan;
+	}
+	orphans = NULL;
+	pthread_mutex_init(&orphan_lock, NULL);
+}
+
+/* ---- close -------------------------------------------------------------------- */
+
+/* Closes an accelerated socket the application closed.  Its queued bytes
+ * still leave before the FIN; the call does not wait for them. */
+int rs_socket_close(struct rs_socket *socket, struct rs_lane *lane)
+{
+	int fd = socket->fd;
+	int ret = 0;
+
+	if (lane)
+		rs_lane_enter(lane);
+	pthread_mutex_lock(&socket->lock);
+	if (socket->linger_abort) {
+		/* SO_LINGER {1, 0}: the kernel discards unsent data. */
+		if (!socket->tx_in_flight)
+			rs_send_queue_clear(&socket->txq);
+	}
+	if (socket->tx_in_flight && lane && socket->tx_lane == lane) {
+		/* Settle our own send so what is left is known. */
+		pthread_mutex_unlock(&socket->lock);
+		rs_lane_cancel(lane, &socket->tx_op);
+		pthread_mutex_lock(&socket->lock);
+	}
+	if (!socket->tx_in_flight && socket->txq.bytes && !socket->linger_abort)
+		rs_socket_push_to_kernel(socket);
+	if (socket->linger_abort && !socket->tx_in_flight)
+		rs_send_queue_clear(&socket->txq);
+	if (socket->txq.bytes || socket->tx_in_flight) {
+		if (!adopt_orphan(socket)) {
+			/* No fd left to park it under: block until it leaves,
+			 * as close with SO_LINGER would. */
+			rs_warn("fd %d: no spare fd to finish its queued bytes in the background; close waits",
+				fd);
+			while (socket->txq.bytes && socket->fd >= 0 && !socket->tx_in_flight) {
+				struct pollfd wait = { .fd = socket->fd, .events = POLLOUT };
+
+				if (rs_socket_push_to_kernel(socket) == -EAGAIN)
+					REAL(poll)(&wait, 1, 100);
+			}
+			if (socket->fd >= 0 && REAL(close)(socket->fd) < 0)
+				ret = -errno;
+			socket->fd = -1;
+		}
+	} else {
+		socket->fd = -1;
+		if (REAL(close)(fd) < 0)
+			ret = -errno;
+	}
+	pthread_mutex_unlock(&socket->lock);
+	if (lane) {
+		RS_STAT_SUB(lane->stats, sockets_open, 1);
+		rs_lane_leave(lane);
+	} else {
+		RS_STAT_SUB(&rs_unlaned_stats, sockets_open, 1);
+	}
+	return ret;
+}
+
+/* Makes every queued byte leave before a kernel call that must come after
+ * them (sendfile, out-of-band data, a switch to the kernel path).  Blocking,
+ * like the write that queued them; -EINTR if a signal interrupts. */
+int rs_socket_drain(struct rs_socket *socket, struct rs_lane *lane)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&socket->lock);
+	while (socket->txq.bytes && !socket->tx_error) {
+		if (!socket->tx_in_flight && lane) {
+			rs_socket_start_send(socket, lane);
+		} else if (!socket->tx_in_flight) {
+			if (rs_socket_push_to_kernel(socket) == -EAGAIN) {
+				struct pollfd wait = { .fd = socket->fd, .events = POLLOUT };
+
+				pthread_mutex_unlock(&socket->lock);
+				if (REAL(poll)(&wait, 1, -1) < 0 && errno == EINTR)
+					return -EINTR;
+				pthread_mutex_lock(&socket->lock);
+			}
+			continue;
+		}
+		pthread_mutex_unlock(&socket->lock);
+		if (lane && socket->tx_lane == lane) {
+			ret = rs_lane_wait_any(lane);
+		} else {
+			/* In flight on another thread's lane: it completes
+			 * there (or the flusher reaps it). */
+			struct timespec pause = { .tv_sec = 0, .tv_nsec = 200000 };
+
+			ret = REAL(ppoll)(NULL, 0, &pause, NULL) < 0 ? -errno : 0;
+		}
+		if (ret == -EINTR)
+			return -EINTR;
+		pthread_mutex_lock(&socket->lock);
+	}
+	pthread_mutex_unlock(&socket->lock);
+	return 0;
+}
+
+/* ---- fork and exit -------------------------------------------------------- */
+
+void rs_sockets_atfork_child(void)
+{
+	int size = rs_fdtable_size();
+
+	orphans_atfork_child();
+	pthread_mutex_init(&free_lock, NULL);
+	for (int fd = 0; fd < size; fd++) {
+		struct rs_socket *socket = rs_fd_get(fd);
+
+		if (!socket)
+			continue;
+		/* The queue is the parent's to send; the lanes it pointed to
+		 * do not exist here. */
+		pthread_mutex_init(&socket->lock, NULL);
+		rs_send_queue_clear(&socket->txq);
+		socket->tx_in_flight = false;
+		socket->tx_lane = NULL;
+		socket->tx_listed = false;
+		socket->shutdown_write_pending = false;
+		atomic_store(&socket->refs, 1);
+	}
+}
+
+/* Process exit: what is queued still goes to the kernel, which sends it
+ * after we are gone; bounded so a peer that never reads cannot hold the
+ * exit for long. */
+void rs_sockets_exit(void)
+{
+	int size = rs_fdtable_size();
+	uint64_t deadline = rs_now_ns() + 1000000000ull;
+
+	for (int fd = 0; fd < size; fd++) {
+		struct rs_socket *socket = rs_fd_get(fd);
+
+		if (!socket)
+			continue;
+		if (pthread_mutex_trylock(&socket->lock) == 0) {
+			while (!socket->tx_in_flight && socket->txq.bytes &&
+			       rs_now_ns() < deadline) {
+				struct pollfd wait = { .fd = socket->fd, .events = POLLOUT };
+
+				if (rs_socket_push_to_kernel(socket) == -EAGAIN)
+					REAL(poll)(&wait, 1, 10);
+			}
+			pthread_mutex_unlock(&socket->lock);
+		}
+		rs_socket_unref(socket);
+	}
+	rs_orphans_service();
+}

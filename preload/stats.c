@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Publishes per-lane counters in a shared memory file that tools/ringsteer
+ * reads (layout in stats_layout.h).
+ *
+ * The file is created with O_EXCL and O_NOFOLLOW, mode 0600, so nothing else
+ * can read or plant it.  Each lane owns one slot and updates it with plain
+ * stores.  If the file cannot be created the counters still run in private
+ * memory, and one warning says so.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ringsteer.h"
+
+static struct rs_stats_header *header;
+static struct rs_stats_header private_header;
+static char path[320];
+static bool published;
+static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool io_uring_available = true;
+
+/* Counters of lanes past RS_STATS_MAX_LANES, and of work done before any
+ * lane exists: shared by several threads, so only approximately exact. */
+RS_HIDDEN struct rs_lane_stats rs_unlaned_stats;
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
+
+static void publish(void)
+{
+	int fd = -1;
+	void *memory;
+
+	published = false;
+	header = &private_header;
+	memset(header, 0, sizeof(*header));
+	snprintf(path, sizeof(path), "%s/ringsteer.%d.stats", rs_config.stats_dir, (int)getpid());
+	for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 && errno == EEXIST)
+			unlink(path); /* left by an earlier process with our pid */
+	}
+	if (fd < 0) {
+		rs_warn("cannot create %s (%s): counters will not be visible to ringsteer stats",
+			path, strerror(errno));
+		goto fill;
+	}
+	if (ftruncate(fd, sizeof(*header)) < 0)
+		goto fail;
+	memory = mmap(NULL, sizeof(*header), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (memory == MAP_FAILED)
+		goto fail;
+	REAL(close)(fd);
+	header = memory;
+	published = true;
+	goto fill;
+fail:
+	rs_warn("cannot map %s (%s): counters will not be visible to ringsteer stats", path,
+		strerror(errno));
+	REAL(close)(fd);
+	unlink(path);
+fill:
+	header->pid = (uint64_t)getpid();
+	header->start_time_ns = realtime_ns();
+	header->io_uring_available = io_uring_available;
+	for (int i = 0; i < RS_STATS_MAX_LANES; i++)
+		header->lanes[i].cpu = -1;
+	atomic_store_explicit((_Atomic uint64_t *)&header->magic, RS_STATS_MAGIC,
+			      memory_order_release);
+}
+
+void rs_stats_init(void)
+{
+	publish();
+}
+
+void rs_stats_set_io_uring(bool available)
+{
+	io_uring_available = available;
+	if (header)
+		header->io_uring_available = available;
+}
+
+void rs_stats_atfork_child(void)
+{
+	/* The parent's mapping is shared with us: leave it to the parent. */
+	if (published)
+		munmap(header, sizeof(*header));
+	pthread_mutex_init(&slot_lock, NULL);
+	memset(&rs_unlaned_stats, 0, sizeof(rs_unlaned_stats));
+	publish();
+}
+
+struct rs_lane_stats *rs_stats_lane_slot(unsigned *index)
+{
+	struct rs_lane_stats *slot = &rs_unlaned_stats;
+
+	pthread_mutex_lock(&slot_lock);
+	if (header->lanes_used < RS_STATS_MAX_LANES) {
+		*index = (unsigned)header->lanes_used;
+		slot = &header->lanes[header->lanes_used];
+		atomic_store_explicit((_Atomic uint64_t *)&header->lanes_used, header->lanes_used + 1,
+				      memory_order_release);
+	} else {
+		*index = RS_STATS_MAX_LANES;
+	}
+	pthread_mutex_unlock(&slot_lock);
+	return slot;
+}
+
+void rs_stats_exit(void)
+{
+	if (!published)
+		return;
+	if (rs_config.stats_keep)
+		header->exit_time_ns = realtime_ns();
+	else
+		unlink(path);
+}
