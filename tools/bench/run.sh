@@ -202,6 +202,26 @@ shim_counters() {
 		jq -r '.total | "\(.bytes_received // 0) \(.ring_enters // 0) \(.fallbacks // 0)"' 2>/dev/null
 }
 
+# After a failed run: where each server thread waits, its sockets, and the
+# shim's counters, so a hang can be diagnosed after the processes are gone.
+save_server_state() {
+	local pid=$1 task
+	kill -0 "$pid" 2>/dev/null || return 0
+	{
+		for task in /proc/"$pid"/task/*; do
+			printf '== thread %s (%s) state %s wchan %s\n' "${task##*/}" "$(cat "$task/comm" 2>/dev/null)" \
+				"$(awk '{ sub(/^.*\) /, ""); print $1 }' "$task/stat" 2>/dev/null)" "$(cat "$task/wchan" 2>/dev/null)"
+			cat "$task/stack" 2>/dev/null
+		done
+		printf '== sockets\n'
+		ss -tnpi 2>/dev/null | grep -A1 "pid=$pid," || true
+		printf '== ringsteer stats\n'
+		[ -x "$RINGSTEER_TOOL" ] && "$RINGSTEER_TOOL" stats --json --dir "$STATS_DIR" "$pid" 2>&1
+	} >"$2.tmp" 2>&1
+	mv "$2.tmp" "$2"
+	say "bench: server state saved in $2"
+}
+
 start_server() {
 	local config=$1 output=$2 errors=$3
 	local -a command=("$SERVER" "${SERVER_ARGUMENTS[@]}" -p 0)
@@ -214,7 +234,8 @@ start_server() {
 	SERVER_PID=$!
 	local tick
 	for tick in $(seq 100); do
-		if read -r word SERVER_PORT <"$output" 2>/dev/null && [ "$word" = listening ]; then
+		# The background shell may not have created the file yet.
+		if [ -s "$output" ] && read -r word SERVER_PORT <"$output" && [ "$word" = listening ]; then
 			return 0
 		fi
 		kill -0 "$SERVER_PID" 2>/dev/null || break
@@ -295,7 +316,9 @@ run_one() {
 	fi
 	[ -n "$perf_control" ] && exec {perf_control}>&- {perf_ack}>&-
 
-	echo quit >&"$to_loadgen" 2>/dev/null
+	[ "$status" = 0 ] || save_server_state "$SERVER_PID" "$RUN_DIR/$name.server.state"
+	# The pipe is gone when loadgen has already exited (after a failure).
+	{ echo quit >&"$to_loadgen"; } 2>/dev/null
 	wait_bounded "$LOADGEN_PID" 10
 	[ "$WAIT_STATUS" = 0 ] || { say "bench: $name: loadgen exited with $WAIT_STATUS: $(cat "$loadgen_err")"; status=1; }
 	LOADGEN_PID=
