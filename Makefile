@@ -52,9 +52,9 @@ UNIT_BINS   := $(UNIT_SRCS:.c=)
 PROG_SRCS   := $(sort $(wildcard tests/servers/*.c tests/clients/*.c tools/bench/*.c))
 PROG_BINS   := $(PROG_SRCS:.c=)
 
-# Library objects the unit tests link against: everything but the exported
-# wrappers, which would interpose the test binary's own calls.
-UNIT_LIB_OBJS := $(filter-out preload/interpose.o,$(LIB_OBJS))
+# The unit tests link the whole library: the exported wrappers then carry the
+# test binary's own calls, exactly as in a preloaded process.
+UNIT_LIB_OBJS := $(LIB_OBJS)
 
 DEPS := $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(UNIT_SRCS:.c=.d) $(PROG_SRCS:.c=.d)
 

@@ -28,6 +28,26 @@ static int close_socket(int fd)
 
 	if (!socket)
 		return kernel_result(REAL(close)(fd));
+	if (socket->app_fds) {
+		/* One of several numbers of an adopted socket: the socket
+		 * itself closes with the last of them. */
+		int remaining;
+
+		ret = kernel_result(REAL(close)(fd));
+		pthread_mutex_lock(&socket->lock);
+		remaining = --socket->app_fds;
+		pthread_mutex_unlock(&socket->lock);
+		if (remaining) {
+			rs_socket_unref(socket);
+			return ret;
+		}
+		if (socket->kind == RS_SOCKET_CONNECTED)
+			rs_socket_close(socket, rs_lane_get());
+		else
+			REAL(close)(socket->fd);
+		rs_socket_unref(socket);
+		return ret;
+	}
 	if (socket->kind == RS_SOCKET_CONNECTED) {
 		ret = rs_socket_close(socket, rs_lane_get());
 	} else {
@@ -87,7 +107,7 @@ static int release_to_kernel(int fd)
 
 		if (removed) {
 			if (removed->kind == RS_SOCKET_CONNECTED)
-				RS_STAT_SUB(lane ? lane->stats : &rs_unlaned_stats, sockets_open, 1);
+				RS_STAT_SUB(lane ? lane->stats : rs_process_stats, sockets_open, 1);
 			rs_socket_unref(removed);
 		}
 		rs_debug("fd %d duplicated: the kernel path carries it from now on", fd);

@@ -75,7 +75,7 @@ struct rs_socket *rs_fd_get(int fd)
 	if (!ref_if_live(socket))
 		return NULL;
 	if (atomic_load_explicit(&table[fd], memory_order_acquire) != socket ||
-	    socket->fd != fd) {
+	    (socket->fd != fd && !socket->app_fds)) {
 		rs_socket_unref(socket);
 		return NULL;
 	}

@@ -13,6 +13,7 @@
  * messages) takes the kernel path, after the socket's queued bytes have left
  * so that the order on the wire is the application's order.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ringsteer.h"
@@ -33,7 +35,7 @@ static void count_kernel_op(void)
 {
 	struct rs_lane *lane = rs_lane_get();
 
-	RS_STAT_ADD(lane ? lane->stats : &rs_unlaned_stats, kernel_ops, 1);
+	RS_STAT_ADD(lane ? lane->stats : rs_process_stats, kernel_ops, 1);
 }
 
 /*
@@ -189,6 +191,14 @@ static long receive(struct rs_socket *socket, enum receive_kind kind, void *buff
 	}
 	if (result > 0 && !(flags & MSG_PEEK))
 		RS_STAT_ADD(lane->stats, bytes_received, (uint64_t)result);
+	if (result < 0 && result != -EINTR && result != -EAGAIN && result != -EFAULT &&
+	    result != -ENOTSOCK) {
+		/* The connection failed (a reset, say): from now on the kernel
+		 * answers sends, with its EPIPE and SIGPIPE. */
+		pthread_mutex_lock(&socket->lock);
+		socket->broken = true;
+		pthread_mutex_unlock(&socket->lock);
+	}
 	rs_lane_leave(lane);
 	if (result == -ENOTSOCK) {
 		/* The fd number now names something else: state left from a
@@ -419,6 +429,13 @@ static long queue_send(struct rs_socket *socket, const struct iovec *iov, int io
 	total = iov_total(iov, iovcnt, &overflow);
 	if (overflow)
 		return -EINVAL;
+	for (int i = 0; i < iovcnt; i++) {
+		/* The kernel answers EFAULT for a buffer it cannot read; the
+		 * copy into the queue would crash instead.  The common case, a
+		 * buffer in the first pages, is caught here; see the README. */
+		if (iov[i].iov_len && (uintptr_t)iov[i].iov_base < 65536)
+			return -EFAULT;
+	}
 	lane = rs_lane_get();
 	if (!lane || socket->kind != RS_SOCKET_CONNECTED || socket->has_timeouts ||
 	    (flags & (MSG_DONTWAIT | MSG_OOB | MSG_FASTOPEN)) || !total)
@@ -429,7 +446,7 @@ static long queue_send(struct rs_socket *socket, const struct iovec *iov, int io
 	rs_lane_enter(lane);
 	pthread_mutex_lock(&socket->lock);
 	error = take_send_error(socket, false);
-	if (error || socket->write_shut) {
+	if (error || socket->write_shut || socket->broken) {
 		pthread_mutex_unlock(&socket->lock);
 		rs_lane_leave(lane);
 		if (!error) {
@@ -598,53 +615,171 @@ long rs_sendfile64(int out_fd, int in_fd, off64_t *offset, size_t count)
 
 /* ---- connection setup ------------------------------------------------------- */
 
-/* Registers fd if it is a TCP socket, with the options that change how its
- * calls must be carried out.  A few system calls, once per listener. */
-static struct rs_socket *register_tcp(int fd, enum rs_socket_kind kind)
+struct tcp_options {
+	bool listening;
+	bool nonblocking;
+	bool has_timeouts;
+	bool linger_abort;
+};
+
+/* Tells whether fd is a TCP socket, and the options that change how its
+ * calls must be carried out.  A few system calls, once per socket. */
+static bool classify_tcp(int fd, struct tcp_options *options)
 {
-	int domain = 0, type = 0, protocol = 0, flags;
+	int domain = 0, type = 0, protocol = 0, listening = 0, flags;
 	socklen_t length = sizeof(int);
 	struct timeval receive_timeout = { 0 }, send_timeout = { 0 };
 	struct linger linger = { 0 };
-	struct rs_socket *socket;
 
-	if (!rs_io_uring_available())
-		return NULL;
 	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) ||
 	    (domain != AF_INET && domain != AF_INET6))
-		return NULL;
+		return false;
 	length = sizeof(int);
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) || type != SOCK_STREAM)
-		return NULL;
+		return false;
 	length = sizeof(int);
 	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &length) || protocol != IPPROTO_TCP)
-		return NULL;
+		return false;
 	flags = REAL(fcntl)(fd, F_GETFL, 0);
 	if (flags < 0)
-		return NULL;
+		return false;
+	length = sizeof(int);
+	getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length);
 	length = sizeof(receive_timeout);
 	getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &receive_timeout, &length);
 	length = sizeof(send_timeout);
 	getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, &length);
 	length = sizeof(linger);
 	getsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, &length);
+	options->listening = listening;
+	options->nonblocking = flags & O_NONBLOCK;
+	options->has_timeouts = receive_timeout.tv_sec || receive_timeout.tv_usec ||
+				send_timeout.tv_sec || send_timeout.tv_usec;
+	options->linger_abort = linger.l_onoff && !linger.l_linger;
+	return true;
+}
 
-	socket = rs_socket_new(fd, kind);
+static struct rs_socket *socket_with_options(int fd, enum rs_socket_kind kind,
+					     const struct tcp_options *options)
+{
+	struct rs_socket *socket = rs_socket_new(fd, kind);
+
 	if (!socket)
 		return NULL;
-	socket->nonblocking = flags & O_NONBLOCK;
-	socket->has_timeouts = receive_timeout.tv_sec || receive_timeout.tv_usec ||
-			       send_timeout.tv_sec || send_timeout.tv_usec;
-	socket->accept_inherits_timeouts = socket->has_timeouts;
-	socket->linger_abort = linger.l_onoff && !linger.l_linger;
+	socket->nonblocking = options->nonblocking;
+	socket->has_timeouts = options->has_timeouts;
+	socket->accept_inherits_timeouts = options->has_timeouts;
+	socket->linger_abort = options->linger_abort;
+	return socket;
+}
+
+/* Registers fd if it is a TCP socket; returns it with a reference. */
+static struct rs_socket *register_tcp(int fd, enum rs_socket_kind kind)
+{
+	struct tcp_options options;
+	struct rs_socket *socket;
+
+	if (!rs_io_uring_available() || !classify_tcp(fd, &options))
+		return NULL;
+	socket = socket_with_options(fd, kind, &options);
+	if (!socket)
+		return NULL;
 	rs_socket_ref(socket);
 	rs_fd_install(fd, socket);
 	return socket;
 }
 
+/*
+ * At start: TCP sockets the process inherited (inetd's stdin and stdout,
+ * systemd's listeners) are carried like the ones it accepts.  A socket
+ * inherited under several numbers (inetd's 0 and 1) is one object under all
+ * of them, working on a private duplicate, so its bytes keep one order.
+ */
+void rs_adopt_inherited(void)
+{
+	struct { int fd; dev_t device; ino_t inode; bool done; } found[64];
+	int count = 0;
+	struct dirent *entry;
+	DIR *directory;
+
+	if (!rs_io_uring_available())
+		return;
+	directory = opendir("/proc/self/fd");
+	if (!directory)
+		return;
+	while ((entry = readdir(directory)) && count < 64) {
+		struct stat status;
+		int fd = atoi(entry->d_name);
+
+		if (entry->d_name[0] < '0' || entry->d_name[0] > '9' || fd == dirfd(directory))
+			continue;
+		if (fstat(fd, &status) || !S_ISSOCK(status.st_mode))
+			continue;
+		found[count].fd = fd;
+		found[count].device = status.st_dev;
+		found[count].inode = status.st_ino;
+		found[count].done = false;
+		count++;
+	}
+	closedir(directory);
+	for (int i = 0; i < count; i++) {
+		struct tcp_options options;
+		struct rs_socket *socket;
+		int numbers = 0;
+
+		if (found[i].done || !classify_tcp(found[i].fd, &options))
+			continue;
+		for (int j = i; j < count; j++)
+			numbers += found[j].device == found[i].device && found[j].inode == found[i].inode;
+		socket = socket_with_options(found[i].fd,
+					     options.listening ? RS_SOCKET_LISTENER : RS_SOCKET_CONNECTED,
+					     &options);
+		if (!socket)
+			return;
+		if (numbers > 1) {
+			int own = REAL(fcntl)(found[i].fd, F_DUPFD_CLOEXEC, 3);
+
+			if (own < 0) {
+				rs_socket_unref(socket);
+				continue;
+			}
+			socket->fd = own;
+			socket->app_fds = numbers;
+		}
+		for (int j = i; j < count; j++) {
+			if (found[j].device != found[i].device || found[j].inode != found[i].inode)
+				continue;
+			found[j].done = true;
+			if (j != i)
+				rs_socket_ref(socket);
+			rs_fd_install(found[j].fd, socket);
+		}
+		if (!options.listening) {
+			RS_STAT_ADD(rs_process_stats, sockets_open, 1);
+			RS_STAT_ADD(rs_process_stats, sockets_total, 1);
+		}
+		rs_debug("adopted inherited TCP %s at fd %d (%d numbers)",
+			 options.listening ? "listener" : "socket", found[i].fd, numbers);
+	}
+}
+
+/* A new fd number cannot carry state: drop what a close we did not see (a
+ * raw system call) left behind. */
+static void forget_stale(int fd)
+{
+	struct rs_socket *stale = rs_fd_remove(fd);
+
+	if (stale)
+		rs_socket_unref(stale);
+}
+
 long rs_socket(int domain, int type, int protocol)
 {
-	return kernel_result(REAL(socket)(domain, type, protocol));
+	long fd = kernel_result(REAL(socket)(domain, type, protocol));
+
+	if (fd >= 0)
+		forget_stale((int)fd);
+	return fd;
 }
 
 long rs_bind(int fd, const struct sockaddr *address, socklen_t length)
@@ -679,7 +814,7 @@ long rs_connect(int fd, const struct sockaddr *address, socklen_t length)
 		socket = register_tcp(fd, RS_SOCKET_CONNECTED);
 		if (socket) {
 			struct rs_lane *lane = rs_lane_get();
-			struct rs_lane_stats *stats = lane ? lane->stats : &rs_unlaned_stats;
+			struct rs_lane_stats *stats = lane ? lane->stats : rs_process_stats;
 
 			RS_STAT_ADD(stats, sockets_open, 1);
 			RS_STAT_ADD(stats, sockets_total, 1);
@@ -693,7 +828,7 @@ long rs_connect(int fd, const struct sockaddr *address, socklen_t length)
 static void register_accepted(int fd, struct rs_socket *listener, int flags,
 			      struct rs_lane *lane)
 {
-	struct rs_lane_stats *stats = lane ? lane->stats : &rs_unlaned_stats;
+	struct rs_lane_stats *stats = lane ? lane->stats : rs_process_stats;
 	struct rs_socket *socket;
 
 	if (flags & SOCK_NONBLOCK)

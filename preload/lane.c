@@ -383,6 +383,23 @@ void rs_lane_cancel(struct rs_lane *lane, struct rs_op *op)
 	}
 }
 
+void rs_lane_cancel_send(struct rs_lane *lane, struct rs_socket *socket)
+{
+	struct io_uring_sqe *sqe = rs_lane_sqe(lane);
+	bool in_flight = true;
+
+	io_uring_prep_cancel(sqe, &socket->tx_op, 0);
+	io_uring_sqe_set_data(sqe, NULL);
+	/* The send's CQE says how much left before the cancel took effect. */
+	while (in_flight) {
+		enter_ring(lane, 1);
+		rs_lane_reap(lane);
+		pthread_mutex_lock(&socket->lock);
+		in_flight = socket->tx_in_flight && socket->tx_lane == lane;
+		pthread_mutex_unlock(&socket->lock);
+	}
+}
+
 void rs_lane_flush_before_block(void)
 {
 	struct rs_lane *lane = current_lane;
@@ -422,10 +439,21 @@ static void lane_destroy(void *argument)
 		io_uring_register_sync_cancel(&lane->ring, &cancel);
 		rs_lane_reap(lane);
 	}
-	for (unsigned i = 0; i < lane->dirty_count; i++)
-		rs_socket_unref(lane->dirty[i]);
+	for (unsigned i = 0; i < lane->dirty_count; i++) {
+		struct rs_socket *socket = lane->dirty[i];
+
+		/* Left for another thread's lane, or the close, to send. */
+		pthread_mutex_lock(&socket->lock);
+		if (socket->tx_lane == lane) {
+			socket->tx_lane = NULL;
+			socket->tx_listed = false;
+		}
+		pthread_mutex_unlock(&socket->lock);
+		rs_socket_unref(socket);
+	}
 	lane->dirty_count = 0;
 	atomic_store(&lane->dead, true);
+	rs_stats_lane_release(lane->index);
 	io_uring_queue_exit(&lane->ring);
 	current_lane = NULL;
 	pthread_mutex_unlock(&lane->lock);
@@ -473,6 +501,8 @@ static bool service_lane(struct rs_lane *lane)
 
 		pthread_mutex_lock(&socket->lock);
 		keep = socket->tx_lane == lane && !socket->tx_in_flight && socket->txq.bytes;
+		if (!keep && socket->tx_lane == lane)
+			socket->tx_listed = false;
 		pthread_mutex_unlock(&socket->lock);
 		if (keep)
 			lane->dirty[kept++] = socket;
@@ -511,6 +541,8 @@ static void *flusher_main(void *argument)
 			pthread_mutex_unlock(&lane->lock);
 		}
 		pthread_mutex_unlock(&registry_lock);
+		if (rs_orphans_service())
+			busy = true;
 		if (busy)
 			idle_since = now;
 		/* Poll while work keeps appearing; after a second without any,

@@ -78,6 +78,7 @@ void rs_sock_init(void)
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	atexit(at_exit);
 	active = true;
+	rs_adopt_inherited();
 	rs_config_describe(&rs_config, settings, sizeof(settings));
 	rs_info("version %s started, settings: %s", RINGSTEER_VERSION, settings);
 }

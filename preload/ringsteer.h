@@ -101,15 +101,18 @@ void rs_stats_init(void);
 void rs_stats_atfork_child(void);
 void rs_stats_exit(void);
 struct rs_lane_stats *rs_stats_lane_slot(unsigned *index);
+void rs_stats_lane_release(unsigned index);
 void rs_stats_set_io_uring(bool available);
-/* Single writer per slot: a relaxed load and store, no locked instruction. */
+/* Relaxed atomic adds: a slot is written by its lane's thread, but also by
+ * a thread closing a socket another lane opened, and slots are shared once
+ * more threads than slots exist.  No system call either way. */
 #define RS_STAT_ADD(slot, field, n) \
-	atomic_store_explicit((_Atomic uint64_t *)&(slot)->field, \
-		atomic_load_explicit((_Atomic uint64_t *)&(slot)->field, memory_order_relaxed) + (n), \
-		memory_order_relaxed)
+	atomic_fetch_add_explicit((_Atomic uint64_t *)&(slot)->field, (uint64_t)(n), \
+				  memory_order_relaxed)
 #define RS_STAT_SUB(slot, field, n) RS_STAT_ADD(slot, field, -(uint64_t)(n))
-/* Counters for work done on no lane (fallbacks before a lane exists). */
-extern struct rs_lane_stats rs_unlaned_stats;
+/* Counters of work done on no lane: the flusher's sends, threads without a
+ * lane.  Points into the published file once it exists. */
+extern struct rs_lane_stats *rs_process_stats;
 
 /* ---- send queue (sendqueue.c) ------------------------------------------- */
 
@@ -187,6 +190,8 @@ int rs_lane_wait(struct rs_lane *lane, struct rs_op *op);
 int rs_lane_wait_any(struct rs_lane *lane);
 /* Waits for a waited-for op after a signal: cancels it and reaps its CQE. */
 void rs_lane_cancel(struct rs_lane *lane, struct rs_op *op);
+/* Cancels socket's send in flight on lane and waits until it is settled. */
+void rs_lane_cancel_send(struct rs_lane *lane, struct rs_socket *socket);
 /* Submits without waiting (batch limit reached, or before a kernel call). */
 int rs_lane_submit(struct rs_lane *lane);
 /* Processes every available CQE without blocking. */
@@ -227,6 +232,8 @@ struct rs_socket {
 	bool tx_in_flight;
 	bool tx_listed;            /* an entry on tx_lane's dirty list exists */
 	bool write_shut;           /* shutdown(SHUT_WR) was called */
+	bool broken;               /* the connection failed: sends take the kernel path */
+	int app_fds;               /* >0: adopted under several fd numbers, fd is our own dup */
 	struct rs_socket *next_orphan; /* closed by the application, bytes left */
 	struct iovec tx_iov[RS_TX_IOV_MAX];
 	struct msghdr tx_msg;
@@ -256,6 +263,7 @@ void rs_socket_start_send(struct rs_socket *socket, struct rs_lane *lane);
 int rs_socket_close(struct rs_socket *socket, struct rs_lane *lane);
 int rs_socket_drain(struct rs_socket *socket, struct rs_lane *lane);
 bool rs_orphans_service(void);
+void rs_adopt_inherited(void);
 void rs_sockets_atfork_child(void);
 void rs_sockets_exit(void);
 

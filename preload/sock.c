@@ -51,6 +51,8 @@ struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind)
 	socket->closed = false;
 	socket->shutdown_write_pending = false;
 	socket->write_shut = false;
+	socket->broken = false;
+	socket->app_fds = 0;
 	socket->tx_error = 0;
 	rs_send_queue_init(&socket->txq);
 	socket->tx_lane = NULL;
@@ -130,6 +132,7 @@ static void record_send_error(struct rs_socket *socket, int error)
 {
 	if (!socket->tx_error)
 		socket->tx_error = error;
+	socket->broken = true;
 	/* Nothing queued behind a failed send can reach the peer. */
 	rs_send_queue_clear(&socket->txq);
 	socket->shutdown_write_pending = false;
@@ -186,7 +189,8 @@ int rs_socket_push_to_kernel(struct rs_socket *socket)
 			record_send_error(socket, -errno);
 			return -errno;
 		}
-		RS_STAT_ADD(&rs_unlaned_stats, bytes_sent, (uint64_t)sent);
+		RS_STAT_ADD(rs_process_stats, bytes_sent, (uint64_t)sent);
+		RS_STAT_ADD(rs_process_stats, flusher_sends, 1);
 		rs_send_queue_consume(&socket->txq, (size_t)sent);
 	}
 	if (!socket->txq.bytes)
@@ -290,7 +294,7 @@ int rs_socket_close(struct rs_socket *socket, struct rs_lane *lane)
 	if (socket->tx_in_flight && lane && socket->tx_lane == lane) {
 		/* Settle our own send so what is left is known. */
 		pthread_mutex_unlock(&socket->lock);
-		rs_lane_cancel(lane, &socket->tx_op);
+		rs_lane_cancel_send(lane, socket);
 		pthread_mutex_lock(&socket->lock);
 	}
 	if (!socket->tx_in_flight && socket->txq.bytes && !socket->linger_abort)
@@ -323,7 +327,7 @@ int rs_socket_close(struct rs_socket *socket, struct rs_lane *lane)
 		RS_STAT_SUB(lane->stats, sockets_open, 1);
 		rs_lane_leave(lane);
 	} else {
-		RS_STAT_SUB(&rs_unlaned_stats, sockets_open, 1);
+		RS_STAT_SUB(rs_process_stats, sockets_open, 1);
 	}
 	return ret;
 }

@@ -24,9 +24,11 @@ static bool published;
 static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool io_uring_available = true;
 
-/* Counters of lanes past RS_STATS_MAX_LANES, and of work done before any
- * lane exists: shared by several threads, so only approximately exact. */
-RS_HIDDEN struct rs_lane_stats rs_unlaned_stats;
+RS_HIDDEN struct rs_lane_stats *rs_process_stats = &private_header.process;
+/* Slots whose lane's thread exited, for the next lane to continue. */
+static unsigned free_slots[RS_STATS_MAX_LANES];
+static unsigned free_slot_count;
+static unsigned next_shared_slot;
 
 static uint64_t realtime_ns(void)
 {
@@ -70,6 +72,9 @@ fail:
 	REAL(close)(fd);
 	unlink(path);
 fill:
+	rs_process_stats = &header->process;
+	free_slot_count = 0;
+	next_shared_slot = 0;
 	header->pid = (uint64_t)getpid();
 	header->start_time_ns = realtime_ns();
 	header->io_uring_available = io_uring_available;
@@ -97,25 +102,38 @@ void rs_stats_atfork_child(void)
 	if (published)
 		munmap(header, sizeof(*header));
 	pthread_mutex_init(&slot_lock, NULL);
-	memset(&rs_unlaned_stats, 0, sizeof(rs_unlaned_stats));
 	publish();
 }
 
 struct rs_lane_stats *rs_stats_lane_slot(unsigned *index)
 {
-	struct rs_lane_stats *slot = &rs_unlaned_stats;
-
 	pthread_mutex_lock(&slot_lock);
-	if (header->lanes_used < RS_STATS_MAX_LANES) {
+	if (free_slot_count) {
+		*index = free_slots[--free_slot_count];
+	} else if (header->lanes_used < RS_STATS_MAX_LANES) {
 		*index = (unsigned)header->lanes_used;
-		slot = &header->lanes[header->lanes_used];
 		atomic_store_explicit((_Atomic uint64_t *)&header->lanes_used, header->lanes_used + 1,
 				      memory_order_release);
 	} else {
-		*index = RS_STATS_MAX_LANES;
+		/* More live lanes than slots: share, the adds are atomic. */
+		*index = next_shared_slot++ % RS_STATS_MAX_LANES;
 	}
 	pthread_mutex_unlock(&slot_lock);
-	return slot;
+	return &header->lanes[*index];
+}
+
+void rs_stats_lane_release(unsigned index)
+{
+	pthread_mutex_lock(&slot_lock);
+	if (index < RS_STATS_MAX_LANES && free_slot_count < RS_STATS_MAX_LANES) {
+		bool listed = false;
+
+		for (unsigned i = 0; i < free_slot_count; i++)
+			listed |= free_slots[i] == index;
+		if (!listed)
+			free_slots[free_slot_count++] = index;
+	}
+	pthread_mutex_unlock(&slot_lock);
 }
 
 void rs_stats_exit(void)

@@ -4,20 +4,22 @@
  * the library (writer) and tools/ringsteer (reader).
  *
  * Each process maps one file, <stats dir>/ringsteer.<pid>.stats (mode 0600,
- * default directory /dev/shm), holding a header and one slot per lane.  Each
- * counter has a single writer, the lane's own thread, which updates it with
- * relaxed atomic stores: no system call and no lock on the hot path.  Readers
- * take a consistent-enough snapshot by reading each 64-bit value once.
+ * default directory /dev/shm), holding a header and one slot per lane.  Counters
+ * are updated with relaxed atomic adds: no system call and no lock on the
+ * hot path.  Readers take a consistent-enough snapshot by reading each
+ * 64-bit value once.
  */
 #ifndef RINGSTEER_STATS_LAYOUT_H
 #define RINGSTEER_STATS_LAYOUT_H
 
 #include <stdint.h>
 
-#define RS_STATS_MAGIC     0x5253544154530001ull /* "RSTATS", layout 1 */
+#define RS_STATS_MAGIC     0x5253544154530002ull /* "RSTATS", layout 2 */
 #define RS_STATS_MAX_LANES 256
 
-/* One lane's counters.  Keep in step with rs_stats_counter_names. */
+/* One lane's counters (a slot is reused by the next lane once its thread
+ * exits, so the counters of a slot only grow).  tools/ringsteer.c lists the
+ * same names. */
 struct rs_lane_stats {
 	uint64_t tid;             /* thread that owns the lane, 0 if unused */
 	int64_t  cpu;             /* pinned core, -1 if not pinned */
@@ -31,7 +33,8 @@ struct rs_lane_stats {
 	uint64_t kernel_ops;      /* socket calls on accelerated sockets that went the kernel path */
 	uint64_t fallbacks;       /* sockets handed back to the kernel after an internal failure */
 	uint64_t send_queue_waits;/* writers that blocked on a full send queue */
-	uint64_t reserved[4];
+	uint64_t flusher_sends;   /* queued bytes pushed by the flusher thread (kernel sends) */
+	uint64_t reserved[3];
 };
 
 struct rs_stats_header {
@@ -42,6 +45,8 @@ struct rs_stats_header {
 	uint64_t lanes_used;      /* slots 0..lanes_used-1 may hold data */
 	uint64_t io_uring_available; /* 0 if the shim runs everything on the kernel path */
 	uint64_t reserved[10];
+	/* Work done on no lane (the flusher's sends); part of the totals. */
+	struct rs_lane_stats process;
 	struct rs_lane_stats lanes[RS_STATS_MAX_LANES];
 };
 

@@ -25,7 +25,7 @@
 
 #define COUNTER_FIELDS(X) \
 	X(sockets_open) X(sockets_total) X(accepts) X(bytes_received) X(bytes_sent) \
-	X(ring_enters) X(ring_ops) X(kernel_ops) X(fallbacks) X(send_queue_waits)
+	X(ring_enters) X(ring_ops) X(kernel_ops) X(fallbacks) X(send_queue_waits) X(flusher_sends)
 
 struct totals {
 #define DECLARE(name) int64_t name;
@@ -247,6 +247,7 @@ static int command_stats(int argc, char **argv)
 		for (int i = 0; i < options.pid_count; i++)
 			if (options.pids[i] == (pid_t)header.pid)
 				found[i] = true;
+		add_lane(&process, &header.process);
 		for (uint64_t lane = 0; lane < header.lanes_used; lane++)
 			add_lane(&process, &header.lanes[lane]);
 		add_totals(&grand, &process);
