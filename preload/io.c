@@ -106,9 +106,20 @@ static long ring_receive_once(struct rs_socket *socket, struct rs_lane *lane,
 {
 	for (;;) {
 		struct rs_op op = { .kind = RS_OP_WAIT };
-		struct io_uring_sqe *sqe = rs_lane_sqe(lane);
+		struct io_uring_sqe *sqe;
 		int ret;
 
+		/* The socket's own queued bytes go linked before the receive:
+		 * what a blocking write then read would do, in one enter, and
+		 * only the receive's completion wakes us. */
+		pthread_mutex_lock(&socket->lock);
+		if (socket->txq.bytes && !socket->tx_in_flight &&
+		    rs_socket_start_linked_send(socket, lane))
+			op.linked_send = socket;
+		else
+			push_with_lane(socket, lane);
+		pthread_mutex_unlock(&socket->lock);
+		sqe = rs_lane_sqe(lane);
 		if (kind == RECEIVE_BUFFER)
 			io_uring_prep_recv(sqe, socket->fd, buffer, length, flags);
 		else
@@ -117,7 +128,17 @@ static long ring_receive_once(struct rs_socket *socket, struct rs_lane *lane,
 		ret = rs_lane_wait(lane, &op);
 		if (ret < 0) {
 			/* The operation writes into the caller's buffer: it
-			 * must be settled before we return. */
+			 * must be settled before we return.  A receive still
+			 * behind its linked send is reached by cancelling the
+			 * send. */
+			pthread_mutex_lock(&socket->lock);
+			if (op.linked_send && socket->tx_in_flight && socket->tx_linked) {
+				struct io_uring_sqe *cancel = rs_lane_sqe(lane);
+
+				io_uring_prep_cancel(cancel, &socket->tx_op, 0);
+				io_uring_sqe_set_data(cancel, NULL);
+			}
+			pthread_mutex_unlock(&socket->lock);
 			rs_lane_cancel(lane, &op);
 			if (op.result != -ECANCELED && op.result != -EINTR)
 				return op.result;
@@ -126,6 +147,17 @@ static long ring_receive_once(struct rs_socket *socket, struct rs_lane *lane,
 			if (restart_after_signal())
 				continue;
 			return -EINTR;
+		}
+		if (op.result == -ECANCELED && op.linked_send) {
+			/* The send failed and took the receive with it. */
+			int error;
+
+			pthread_mutex_lock(&socket->lock);
+			error = take_send_error(socket, true);
+			pthread_mutex_unlock(&socket->lock);
+			if (error)
+				return error;
+			continue;
 		}
 		if (op.result == -EINTR && restart_after_signal())
 			continue;
@@ -164,8 +196,6 @@ static long receive(struct rs_socket *socket, enum receive_kind kind, void *buff
 	rs_lane_enter(lane);
 	pthread_mutex_lock(&socket->lock);
 	error = take_send_error(socket, true);
-	if (!error)
-		push_with_lane(socket, lane);
 	pthread_mutex_unlock(&socket->lock);
 	if (error) {
 		rs_lane_leave(lane);

@@ -216,11 +216,18 @@ static int enter_ring(struct rs_lane *lane, unsigned wait)
 	RS_STAT_ADD(lane->stats, ring_ops, lane->unsubmitted);
 	RS_STAT_ADD(lane->stats, ring_enters, 1);
 	lane->unsubmitted = 0;
-	if (wait)
-		ret = io_uring_submit_and_wait(&lane->ring, wait);
-	else
+	if (!wait) {
 		ret = io_uring_submit(&lane->ring);
-	return ret < 0 ? ret : 0;
+		return ret < 0 ? ret : 0;
+	}
+	ret = io_uring_submit_and_wait(&lane->ring, wait);
+	if (ret < 0)
+		return ret;
+	/* io_uring_enter reports what it submitted even when a signal cut
+	 * its wait short; fewer completions than asked for means that. */
+	if (io_uring_cq_ready(&lane->ring) < wait)
+		return -EINTR;
+	return 0;
 }
 
 struct io_uring_sqe *rs_lane_sqe(struct rs_lane *lane)
@@ -333,6 +340,22 @@ void rs_lane_prepare_sends(struct rs_lane *lane)
 	}
 }
 
+/* A receive linked behind its socket's send completes after it: waiting
+ * for both CQEs at once saves waking up for the send's alone. */
+static unsigned op_completions_pending(struct rs_op *op)
+{
+	struct rs_socket *socket = op->linked_send;
+	unsigned count = 1;
+
+	if (socket) {
+		pthread_mutex_lock(&socket->lock);
+		if (socket->tx_in_flight && socket->tx_linked)
+			count = 2;
+		pthread_mutex_unlock(&socket->lock);
+	}
+	return count;
+}
+
 int rs_lane_wait(struct rs_lane *lane, struct rs_op *op)
 {
 	for (;;) {
@@ -342,7 +365,7 @@ int rs_lane_wait(struct rs_lane *lane, struct rs_op *op)
 		if (op->done)
 			return 0;
 		rs_lane_prepare_sends(lane);
-		ret = enter_ring(lane, 1);
+		ret = enter_ring(lane, op_completions_pending(op));
 		rs_lane_reap(lane);
 		if (op->done)
 			return 0;

@@ -13,6 +13,7 @@
  * free at once, as with the kernel.
  */
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -58,6 +59,7 @@ struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind)
 	socket->tx_lane = NULL;
 	socket->tx_in_flight = false;
 	socket->tx_listed = false;
+	socket->tx_linked = false;
 	socket->next_orphan = NULL;
 	socket->tx_op.kind = RS_OP_SEND;
 	socket->tx_op.socket = socket;
@@ -115,6 +117,35 @@ void rs_socket_start_send(struct rs_socket *socket, struct rs_lane *lane)
 	rs_socket_ref(socket);
 }
 
+bool rs_socket_start_linked_send(struct rs_socket *socket, struct rs_lane *lane)
+{
+	struct io_uring_sqe *sqe;
+	int count;
+
+	/* Both SQEs must go in one submission, or the link would break. */
+	if (io_uring_sq_space_left(&lane->ring) < 2 ||
+	    lane->in_flight + 3 >= lane->cq_entries)
+		return false;
+	count = rs_send_queue_peek(&socket->txq, socket->tx_iov, RS_TX_IOV_MAX);
+	if (!count)
+		return false;
+	sqe = rs_lane_sqe(lane);
+	/* MSG_WAITALL: like a blocking write, all of it leaves before the
+	 * receive starts; a failure cancels the receive. */
+	memset(&socket->tx_msg, 0, sizeof(socket->tx_msg));
+	socket->tx_msg.msg_iov = socket->tx_iov;
+	socket->tx_msg.msg_iovlen = (size_t)count;
+	io_uring_prep_sendmsg(sqe, socket->fd, &socket->tx_msg, MSG_NOSIGNAL | MSG_WAITALL);
+	io_uring_sqe_set_flags(sqe, IOSQE_IO_LINK);
+	io_uring_sqe_set_data(sqe, &socket->tx_op);
+	socket->tx_in_flight = true;
+	socket->tx_linked = true;
+	socket->tx_lane = lane;
+	socket->tx_listed = false;
+	rs_socket_ref(socket);
+	return true;
+}
+
 /* What happens once the queue is empty: a deferred shutdown or close. */
 static void queue_drained(struct rs_socket *socket)
 {
@@ -145,6 +176,7 @@ static void record_send_error(struct rs_socket *socket, int error)
 void rs_socket_send_done(struct rs_socket *socket, struct rs_lane *lane, bool owner, int result)
 {
 	socket->tx_in_flight = false;
+	socket->tx_linked = false;
 	if (result > 0) {
 		rs_send_queue_consume(&socket->txq, (size_t)result);
 		if (owner)

