@@ -541,7 +541,7 @@ static bool service_lane(struct rs_lane *lane)
 
 static void *flusher_main(void *argument)
 {
-	uint64_t interval_ns = (uint64_t)rs_config.flush_us * 1000ull / 2;
+	uint64_t interval_ns = (uint64_t)rs_config.flush_us * 1000ull;
 	uint64_t idle_since = rs_now_ns();
 
 	while (!atomic_load(&flusher_stop)) {
