@@ -71,7 +71,8 @@ static int load(const struct variable *variables, size_t count, struct rs_config
 	assert_true(count <= MAX_VARIABLES);
 	memset(&reports, 0, sizeof(reports));
 	memset(looked_up, 0, sizeof(looked_up));
-	memcpy(environment, variables, count * sizeof(*variables));
+	if (count)
+		memcpy(environment, variables, count * sizeof(*variables));
 	environment_count = count;
 	/* Garbage first: load must not depend on what the caller left there. */
 	memset(config, 0xa5, sizeof(*config));
