@@ -19,7 +19,8 @@ set -u
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SERVERS=$REPO/tests/servers
 CLIENTS=$REPO/tests/clients
-TOOL=$REPO/tools/ringsteer
+# The tool that reads the shim's counters (overridable, as for make bench).
+TOOL=${RINGSTEER_TOOL:-$REPO/tools/ringsteer}
 SHIM_LIBRARY=$REPO/preload/libringsteer.so
 # Under `make SANITIZE=1` the ASan runtime must be loaded before the shim.
 SHIM="${RINGSTEER_ASAN_LIB:+$RINGSTEER_ASAN_LIB:}$SHIM_LIBRARY"
