@@ -85,6 +85,19 @@ static long send_error(int error, int flags)
 	return error;
 }
 
+/* An internal failure (the ring itself failing, memory) must not reach the
+ * application: the socket goes back to the kernel path for good, and one
+ * line says why. */
+static void fall_back(struct rs_socket *socket, struct rs_lane *lane, const char *why, int error)
+{
+	pthread_mutex_lock(&socket->lock);
+	socket->kernel_path = true;
+	pthread_mutex_unlock(&socket->lock);
+	RS_STAT_ADD(lane ? lane->stats : rs_process_stats, fallbacks, 1);
+	rs_warn("fd %d: %s (%s): the kernel path carries it from now on", socket->fd, why,
+		strerror(-error));
+}
+
 /* Makes sure the socket's queued bytes go out with the lane's next enter:
  * a receive on a socket usually waits for the answer to what was sent. */
 static void push_with_lane(struct rs_socket *socket, struct rs_lane *lane)
@@ -100,9 +113,10 @@ static void push_with_lane(struct rs_socket *socket, struct rs_lane *lane)
 
 enum receive_kind { RECEIVE_BUFFER, RECEIVE_MESSAGE };
 
+/* Sets *ring_failed when the ring itself failed (not the operation). */
 static long ring_receive_once(struct rs_socket *socket, struct rs_lane *lane,
 			      enum receive_kind kind, void *buffer, size_t length,
-			      struct msghdr *message, int flags)
+			      struct msghdr *message, int flags, bool *ring_failed)
 {
 	for (;;) {
 		struct rs_op op = { .kind = RS_OP_WAIT };
@@ -142,8 +156,10 @@ static long ring_receive_once(struct rs_socket *socket, struct rs_lane *lane,
 			rs_lane_cancel(lane, &op);
 			if (op.result != -ECANCELED && op.result != -EINTR)
 				return op.result;
-			if (ret != -EINTR)
+			if (ret != -EINTR) {
+				*ring_failed = true;
 				return ret;
+			}
 			if (restart_after_signal())
 				continue;
 			return -EINTR;
@@ -185,10 +201,12 @@ static long receive(struct rs_socket *socket, enum receive_kind kind, void *buff
 {
 	struct rs_lane *lane = rs_lane_get();
 	long result = 0, total = 0;
+	bool ring_failed = false;
 	int error;
 
 	if (!lane || socket->kind != RS_SOCKET_CONNECTED || socket->nonblocking ||
-	    socket->has_timeouts || (flags & (MSG_DONTWAIT | MSG_OOB | MSG_ERRQUEUE)) ||
+	    socket->has_timeouts || socket->kernel_path ||
+	    (flags & (MSG_DONTWAIT | MSG_OOB | MSG_ERRQUEUE)) ||
 	    (kind == RECEIVE_MESSAGE && (flags & MSG_WAITALL)) ||
 	    (kind == RECEIVE_BUFFER && !length))
 		return kernel_receive(socket, kind, buffer, length, message, flags);
@@ -207,7 +225,7 @@ static long receive(struct rs_socket *socket, enum receive_kind kind, void *buff
 		flags &= ~MSG_WAITALL;
 		while ((size_t)total < length) {
 			result = ring_receive_once(socket, lane, kind, (char *)buffer + total,
-						   length - (size_t)total, NULL, flags);
+						   length - (size_t)total, NULL, flags, &ring_failed);
 			if (result <= 0) {
 				if (total)
 					result = total;
@@ -217,7 +235,8 @@ static long receive(struct rs_socket *socket, enum receive_kind kind, void *buff
 			result = total;
 		}
 	} else {
-		result = ring_receive_once(socket, lane, kind, buffer, length, message, flags);
+		result = ring_receive_once(socket, lane, kind, buffer, length, message, flags,
+					   &ring_failed);
 	}
 	if (result > 0 && !(flags & MSG_PEEK))
 		RS_STAT_ADD(lane->stats, bytes_received, (uint64_t)result);
@@ -230,6 +249,12 @@ static long receive(struct rs_socket *socket, enum receive_kind kind, void *buff
 		pthread_mutex_unlock(&socket->lock);
 	}
 	rs_lane_leave(lane);
+	if (ring_failed) {
+		fall_back(socket, lane, "io_uring_enter failed", (int)result);
+		if (total)
+			return total;
+		return kernel_receive(socket, kind, buffer, length, message, flags);
+	}
 	if (result == -ENOTSOCK) {
 		/* The fd number now names something else: state left from a
 		 * close we did not see. */
@@ -468,6 +493,7 @@ static long queue_send(struct rs_socket *socket, const struct iovec *iov, int io
 	}
 	lane = rs_lane_get();
 	if (!lane || socket->kind != RS_SOCKET_CONNECTED || socket->has_timeouts ||
+	    socket->kernel_path ||
 	    (flags & (MSG_DONTWAIT | MSG_OOB | MSG_FASTOPEN)) || !total)
 		return kernel_send(socket, iov, iovcnt, flags, NULL);
 	if (socket->nonblocking)
@@ -495,8 +521,14 @@ static long queue_send(struct rs_socket *socket, const struct iovec *iov, int io
 			ssize_t appended = rs_send_queue_append(&socket->txq, rest, count, room);
 
 			if (appended < 0) {
-				result = accepted ? (long)accepted : appended;
-				break;
+				/* No memory for the queue: what was accepted
+				 * counts, the rest goes the kernel path. */
+				pthread_mutex_unlock(&socket->lock);
+				rs_lane_leave(lane);
+				fall_back(socket, lane, "cannot allocate its send queue", (int)appended);
+				if (accepted)
+					return (long)accepted;
+				return kernel_send(socket, iov, iovcnt, flags, NULL);
 			}
 			if (appended && !socket->tx_in_flight &&
 			    (socket->tx_lane != lane || !socket->tx_listed)) {
@@ -892,6 +924,8 @@ static long ring_accept(struct rs_socket *listener, struct rs_lane *lane,
 			if (op.result == -ECANCELED && ret == -EINTR && restart_after_signal())
 				continue;
 			result = op.result == -ECANCELED ? ret : op.result;
+			if (op.result == -ECANCELED && ret != -EINTR)
+				result = -ENOTRECOVERABLE; /* the ring failed, not the accept */
 			break;
 		}
 		result = op.result;
@@ -910,8 +944,12 @@ long rs_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags)
 	long result;
 
 	if (listener && lane && listener->kind == RS_SOCKET_LISTENER && !listener->nonblocking &&
-	    !listener->has_timeouts && !(flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))) {
+	    !listener->has_timeouts && !listener->kernel_path && !(flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))) {
 		result = ring_accept(listener, lane, address, length, flags);
+		if (result == -ENOTRECOVERABLE) {
+			fall_back(listener, lane, "io_uring_enter failed", -EIO);
+			result = kernel_result(REAL(accept4)(fd, address, length, flags));
+		}
 	} else {
 		rs_lane_flush_before_block();
 		result = kernel_result(REAL(accept4)(fd, address, length, flags));

@@ -236,6 +236,7 @@ struct rs_socket {
 	bool tx_linked;            /* the send in flight is linked before a receive */
 	bool write_shut;           /* shutdown(SHUT_WR) was called */
 	bool broken;               /* the connection failed: sends take the kernel path */
+	bool kernel_path;          /* an internal failure handed it back to the kernel */
 	int app_fds;               /* >0: adopted under several fd numbers, fd is our own dup */
 	struct rs_socket *next_orphan; /* closed by the application, bytes left */
 	struct iovec tx_iov[RS_TX_IOV_MAX];

@@ -53,6 +53,7 @@ struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind)
 	socket->shutdown_write_pending = false;
 	socket->write_shut = false;
 	socket->broken = false;
+	socket->kernel_path = false;
 	socket->app_fds = 0;
 	socket->tx_error = 0;
 	rs_send_queue_init(&socket->txq);
