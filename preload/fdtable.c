@@ -95,7 +95,7 @@ void rs_fd_install(int fd, struct rs_socket *socket)
 		/* The fd was closed behind our back (a raw system call, or
 		 * close_range on an older C library): its state is meaningless. */
 		rs_debug("fd %d: dropping state left from an unseen close", fd);
-		rs_socket_unref(stale);
+		rs_socket_forget(stale);
 	}
 }
 

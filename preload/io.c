@@ -261,7 +261,7 @@ static long receive(struct rs_socket *socket, enum receive_kind kind, void *buff
 		struct rs_socket *stale = rs_fd_remove(socket->fd);
 
 		if (stale)
-			rs_socket_unref(stale);
+			rs_socket_forget(stale);
 		return -ENOTSOCK;
 	}
 	return result;
@@ -832,7 +832,7 @@ static void forget_stale(int fd)
 	struct rs_socket *stale = rs_fd_remove(fd);
 
 	if (stale)
-		rs_socket_unref(stale);
+		rs_socket_forget(stale);
 }
 
 long rs_socket(int domain, int type, int protocol)

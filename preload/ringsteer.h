@@ -256,6 +256,8 @@ int rs_fdtable_size(void);
 
 struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind);
 void rs_socket_ref(struct rs_socket *socket);
+/* Drops state whose fd number was closed behind our back (takes a ref). */
+void rs_socket_forget(struct rs_socket *socket);
 void rs_socket_unref(struct rs_socket *socket);
 /* Called with the socket locked when a send completes on lane; owner says
  * whether the caller owns the lane (else it is the flusher). */

@@ -89,6 +89,19 @@ void rs_socket_unref(struct rs_socket *socket)
 	pthread_mutex_unlock(&free_lock);
 }
 
+/* The fd number was closed behind our back and now names another file: the
+ * state must not reach it, in particular no queued byte. */
+void rs_socket_forget(struct rs_socket *socket)
+{
+	pthread_mutex_lock(&socket->lock);
+	socket->fd = -1;
+	socket->broken = true;
+	if (!socket->tx_in_flight)
+		rs_send_queue_clear(&socket->txq);
+	pthread_mutex_unlock(&socket->lock);
+	rs_socket_unref(socket);
+}
+
 /* ---- sending ---------------------------------------------------------------- */
 
 void rs_socket_start_send(struct rs_socket *socket, struct rs_lane *lane)
@@ -96,6 +109,8 @@ void rs_socket_start_send(struct rs_socket *socket, struct rs_lane *lane)
 	struct io_uring_sqe *sqe;
 	int count;
 
+	if (socket->fd < 0)
+		return;
 	count = rs_send_queue_peek(&socket->txq, socket->tx_iov, RS_TX_IOV_MAX);
 	if (!count)
 		return;
@@ -124,7 +139,7 @@ bool rs_socket_start_linked_send(struct rs_socket *socket, struct rs_lane *lane)
 	int count;
 
 	/* Both SQEs must go in one submission, or the link would break. */
-	if (io_uring_sq_space_left(&lane->ring) < 2 ||
+	if (socket->fd < 0 || io_uring_sq_space_left(&lane->ring) < 2 ||
 	    lane->in_flight + 3 >= lane->cq_entries)
 		return false;
 	count = rs_send_queue_peek(&socket->txq, socket->tx_iov, RS_TX_IOV_MAX);
@@ -178,6 +193,10 @@ void rs_socket_send_done(struct rs_socket *socket, struct rs_lane *lane, bool ow
 {
 	socket->tx_in_flight = false;
 	socket->tx_linked = false;
+	if (socket->fd < 0 && !socket->closed) {
+		rs_send_queue_clear(&socket->txq); /* forgotten meanwhile */
+		return;
+	}
 	if (result > 0) {
 		rs_send_queue_consume(&socket->txq, (size_t)result);
 		if (owner)
