@@ -33,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -224,6 +226,9 @@ static int group_setup(void **state)
 	socklen_t length = sizeof(listen_address);
 	int ret;
 
+	/* A lane that loses track of an operation hangs its thread: end the
+	 * whole program, loudly, long before any test could need this long. */
+	alarm(240);
 	rs_init();
 	if (!rs_active) {
 		print_message("the shim did not start (is RINGSTEER_DISABLE set?)\n");
@@ -428,6 +433,106 @@ static void test_batch_of_one_submits_every_write(void **state)
 	before = counters_now();
 	assert_int_equal(read(first->server, buffer, sizeof(buffer)), 2);
 	assert_enters_since(&before, 1, "read after batch-1 writes");
+}
+
+/* The steady state of a blocking server: read a request, write the answer,
+ * read the next request.  Each read carries the previous answer's send and
+ * costs one enter, for more cycles than the completion queue has entries,
+ * so that any operation counted in flight but never completed would show. */
+#define CYCLES 3000
+
+static void test_request_response_one_enter_each(void **state)
+{
+	struct connection *connection = open_connection();
+	struct counters before, after;
+	int wrong_answers = 0;
+
+	before = counters_now();
+	for (int cycle = 0; cycle < CYCLES; cycle++) {
+		char request[32], answer[96], received[64];
+		ssize_t length;
+
+		snprintf(request, sizeof(request), "request %d", cycle);
+		client_send_and_wait(connection, request);
+		length = read(connection->server, received, sizeof(received) - 1);
+		if (length != (ssize_t)strlen(request))
+			fail_msg("cycle %d: read returned %zd", cycle, length);
+		received[length] = 0;
+		snprintf(answer, sizeof(answer), "answer to %s", received);
+		write_all(connection, answer);
+		/* The answer queued now leaves with the next read; check the
+		 * one before it, which that read should have sent. */
+		if (cycle > 0) {
+			char previous[64];
+			size_t expected;
+
+			snprintf(previous, sizeof(previous), "answer to request %d", cycle - 1);
+			expected = strlen(previous);
+			if (client_receive(connection->client, received, expected) != expected ||
+			    memcmp(received, previous, expected))
+				wrong_answers++;
+		}
+	}
+	after = counters_now();
+	assert_int_equal(wrong_answers, 0);
+	if (after.ring_enters - before.ring_enters != CYCLES)
+		fail_msg("%d request/answer cycles took %llu ring enters, expected one each", CYCLES,
+			 (unsigned long long)(after.ring_enters - before.ring_enters));
+	assert_int_equal(after.kernel_ops, before.kernel_ops);
+}
+
+/* ---- fd reuse ----------------------------------------------------------------------- */
+
+/* A socket closed behind the shim's back (a raw close system call; glibc's
+ * closefrom also closes without calling close_range through the PLT) while
+ * it has queued bytes, and its fd number reused by a new connection: the
+ * old connection's bytes must never go out on the new one.  Installing the
+ * new socket drops the table's reference to the stale one; its queued bytes
+ * must not survive elsewhere (the lane's dirty list) and leave under the fd
+ * number. */
+static void test_stale_queue_not_sent_on_reused_fd(void **state)
+{
+	static const char stale_bytes[] = "bytes of the old connection";
+	struct connection *old_connection = open_connection();
+	struct connection *new_connection;
+	char buffer[8];
+	int number = old_connection->server;
+
+	write_all(old_connection, stale_bytes);
+	assert_int_equal(syscall(SYS_close, number), 0);
+	/* Teardown must not close the number twice: it is the new socket's. */
+	REAL(close)(old_connection->client);
+	connection_count--;
+
+	new_connection = open_connection();
+	if (new_connection->server != number) {
+		/* Make the reuse happen: the kernel gives the lowest free
+		 * number, but a test must not depend on it. */
+		struct rs_socket *moved = rs_fd_remove(new_connection->server);
+
+		assert_non_null(moved);
+		assert_int_equal(REAL(dup3)(new_connection->server, number, O_CLOEXEC), number);
+		REAL(close)(new_connection->server);
+		new_connection->server = number;
+		moved->fd = number;
+		rs_fd_install(number, moved);
+	}
+	client_send_and_wait(new_connection, "hello");
+	assert_int_equal(read(number, buffer, sizeof(buffer)), 5);
+	write_all(new_connection, "fresh");
+	client_send_and_wait(new_connection, "again");
+	assert_int_equal(read(number, buffer, sizeof(buffer)), 5);
+
+	/* The new peer gets exactly what was written to the new socket. */
+	{
+		char received[sizeof(stale_bytes) + 8] = "";
+		size_t length = client_receive(new_connection->client, received, 5);
+
+		if (length != 5 || memcmp(received, "fresh", 5))
+			fail_msg("the new connection's peer received \"%.*s\" instead of \"fresh\"",
+				 (int)length, received);
+		assert_true(client_has_nothing(new_connection));
+	}
 }
 
 /* ---- order under pressure ---------------------------------------------------- */
@@ -652,6 +757,10 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_limit_forces_submit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_of_one_submits_every_write, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_request_response_one_enter_each, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_stale_queue_not_sent_on_reused_fd, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_stream_in_order_past_the_queue_cap, setup,
 						teardown),
