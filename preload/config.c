@@ -24,6 +24,8 @@ void rs_config_defaults(struct rs_config *config)
 	config->client = false;
 	config->batch = 32;
 	config->txq_bytes = 256 * 1024;
+	config->rxq_bytes = 16 * 1024;
+	config->event_sockets = true;
 	config->ring_entries = 256;
 	config->flush_us = 1000;
 	config->defer_taskrun = false;
@@ -191,6 +193,10 @@ int rs_config_load(struct rs_config *config, rs_env_lookup lookup, rs_config_rep
 	number = config->txq_bytes;
 	if (parse_unsigned(&context, "RINGSTEER_TXQ_BYTES", 4096, 1ull << 30, true, &number))
 		config->txq_bytes = (size_t)number;
+	number = config->rxq_bytes;
+	if (parse_unsigned(&context, "RINGSTEER_RXQ_BYTES", 1024, 16ull << 20, true, &number))
+		config->rxq_bytes = (size_t)number;
+	parse_bool(&context, "RINGSTEER_EVENT_SOCKETS", &config->event_sockets);
 	number = config->ring_entries;
 	if (parse_unsigned(&context, "RINGSTEER_RING_ENTRIES", 8, 32768, false, &number)) {
 		if (number & (number - 1)) {
@@ -244,6 +250,10 @@ void rs_config_describe(const struct rs_config *config, char *buf, size_t size)
 		DESCRIBE("batch=%u", config->batch);
 	if (config->txq_bytes != defaults.txq_bytes)
 		DESCRIBE("txq_bytes=%zu", config->txq_bytes);
+	if (config->rxq_bytes != defaults.rxq_bytes)
+		DESCRIBE("rxq_bytes=%zu", config->rxq_bytes);
+	if (config->event_sockets != defaults.event_sockets)
+		DESCRIBE("event_sockets=%d", config->event_sockets);
 	if (config->ring_entries != defaults.ring_entries)
 		DESCRIBE("ring_entries=%u", config->ring_entries);
 	if (config->flush_us != defaults.flush_us)

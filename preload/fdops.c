@@ -26,8 +26,11 @@ static int close_socket(int fd)
 	struct rs_socket *socket = rs_fd_remove(fd);
 	int ret;
 
-	if (!socket)
+	if (!socket) {
+		rs_epoll_close(fd);
 		return kernel_result(REAL(close)(fd));
+	}
+	rs_epoll_forget_socket(socket);
 	if (socket->app_fds) {
 		/* One of several numbers of an adopted socket: the socket
 		 * itself closes with the last of them. */
@@ -77,8 +80,10 @@ long rs_close_range(unsigned int first, unsigned int last, int flags)
 		for (unsigned int fd = first; fd <= last && fd < size; fd++) {
 			struct rs_socket *socket = rs_fd_get((int)fd);
 
-			if (!socket)
+			if (!socket) {
+				rs_epoll_close((int)fd);
 				continue;
+			}
 			rs_socket_unref(socket);
 			close_socket((int)fd);
 		}
@@ -140,6 +145,8 @@ static long duplicate_onto(int fd, int target, int flags, bool three)
 	if (old_target) {
 		rs_socket_unref(old_target);
 		close_socket(target);
+	} else {
+		rs_epoll_close(target);
 	}
 	if (three)
 		return kernel_result(REAL(dup3)(fd, target, flags));
@@ -200,6 +207,14 @@ long rs_ioctl(int fd, unsigned long request, unsigned long argument)
 
 	if (REAL(ioctl)(fd, request, argument) < 0)
 		return -errno;
+	if (request == FIONREAD && argument && (socket = rs_fd_get(fd))) {
+		/* Bytes received ahead are the application's too. */
+		pthread_mutex_lock(&socket->lock);
+		*(int *)argument += (int)rs_socket_buffered(socket);
+		pthread_mutex_unlock(&socket->lock);
+		rs_socket_unref(socket);
+		return 0;
+	}
 	if (request == FIONBIO && argument && (socket = rs_fd_get(fd))) {
 		pthread_mutex_lock(&socket->lock);
 		socket->nonblocking = *(const int *)argument != 0;

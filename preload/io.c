@@ -196,6 +196,115 @@ static long kernel_receive(struct rs_socket *socket, enum receive_kind kind, voi
 	return kernel_result(result);
 }
 
+/* Copies up to length buffered bytes out, into buffer or message's iovecs. */
+static size_t copy_out(struct rs_socket *socket, enum receive_kind kind, void *buffer,
+		       size_t length, struct msghdr *message)
+{
+	const char *from = socket->rx_buffer + socket->rx_start;
+	size_t available = socket->rx_end - socket->rx_start, copied = 0;
+
+	if (kind == RECEIVE_BUFFER) {
+		copied = length < available ? length : available;
+		memcpy(buffer, from, copied);
+		return copied;
+	}
+	for (size_t i = 0; i < message->msg_iovlen && copied < available; i++) {
+		size_t part = message->msg_iov[i].iov_len;
+
+		if (part > available - copied)
+			part = available - copied;
+		if (part)
+			memcpy(message->msg_iov[i].iov_base, from + copied, part);
+		copied += part;
+	}
+	return copied;
+}
+
+/*
+ * Event mode: bytes come from the buffer the lane received ahead into.  An
+ * empty buffer answers EAGAIN on a non-blocking socket (the receive ahead is
+ * armed with the next enter, and its completion is the next edge), and makes
+ * a blocking call wait in the ring for that receive.
+ */
+static long event_receive(struct rs_socket *socket, enum receive_kind kind, void *buffer,
+			  size_t length, struct msghdr *message, int flags)
+{
+	struct rs_lane *lane = rs_lane_get();
+	bool nonblocking = socket->nonblocking || (flags & MSG_DONTWAIT);
+	bool wait_all = (flags & MSG_WAITALL) && kind == RECEIVE_BUFFER && !(flags & MSG_PEEK);
+	size_t total = 0;
+	long result;
+
+	if (kind == RECEIVE_MESSAGE) {
+		message->msg_controllen = 0;
+		message->msg_namelen = 0;
+		message->msg_flags = 0;
+	}
+	if (lane)
+		rs_lane_enter(lane);
+	pthread_mutex_lock(&socket->lock);
+	for (;;) {
+		int error = take_send_error(socket, true);
+		int ret;
+
+		if (error) {
+			result = total ? (long)total : error;
+			break;
+		}
+		if (socket->rx_start < socket->rx_end) {
+			size_t copied = copy_out(socket, kind, (char *)buffer + total, length - total,
+						 message);
+
+			if (!(flags & MSG_PEEK)) {
+				socket->rx_start += copied;
+				if (socket->rx_start == socket->rx_end) {
+					socket->rx_start = socket->rx_end = 0;
+					rs_socket_want_receive(socket, lane);
+				}
+			}
+			total += copied;
+			if (!wait_all || total == length || nonblocking) {
+				result = (long)total;
+				break;
+			}
+			continue;
+		}
+		if (socket->rx_error) {
+			result = total ? (long)total : socket->rx_error;
+			if (!total)
+				socket->rx_error = 0;
+			break;
+		}
+		if (socket->rx_eof || socket->rx_reset || (kind == RECEIVE_BUFFER && !length)) {
+			result = (long)total;
+			break;
+		}
+		rs_socket_want_receive(socket, lane);
+		if (nonblocking || !lane) {
+			result = total ? (long)total : -EAGAIN;
+			break;
+		}
+		pthread_mutex_unlock(&socket->lock);
+		if (socket->arming_lane == lane || socket->rx_lane == lane) {
+			ret = rs_lane_wait_any(lane);
+		} else {
+			/* Armed on another thread's lane: it completes there. */
+			struct timespec pause = { .tv_sec = 0, .tv_nsec = 200000 };
+
+			ret = REAL(ppoll)(NULL, 0, &pause, NULL) < 0 ? -errno : 0;
+		}
+		pthread_mutex_lock(&socket->lock);
+		if (ret == -EINTR && !(total == 0 && restart_after_signal())) {
+			result = total ? (long)total : -EINTR;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&socket->lock);
+	if (lane)
+		rs_lane_leave(lane);
+	return result;
+}
+
 static long receive(struct rs_socket *socket, enum receive_kind kind, void *buffer,
 		    size_t length, struct msghdr *message, int flags)
 {
@@ -204,6 +313,8 @@ static long receive(struct rs_socket *socket, enum receive_kind kind, void *buff
 	bool ring_failed = false;
 	int error;
 
+	if (socket->event_mode && !(flags & (MSG_OOB | MSG_ERRQUEUE)))
+		return event_receive(socket, kind, buffer, length, message, flags);
 	if (!lane || socket->kind != RS_SOCKET_CONNECTED || socket->nonblocking ||
 	    socket->has_timeouts || socket->kernel_path ||
 	    (flags & (MSG_DONTWAIT | MSG_OOB | MSG_ERRQUEUE)) ||
@@ -442,40 +553,12 @@ static long kernel_send(struct rs_socket *socket, const struct iovec *iov, int i
 	return kernel_result(REAL(sendmsg)(socket->fd, &message, flags));
 }
 
-/* A non-blocking socket whose queue is not empty yet (it became
- * non-blocking after bytes were queued): append what fits, never wait. */
-static long nonblocking_send(struct rs_socket *socket, const struct iovec *iov, int iovcnt,
-			     size_t total, int flags)
-{
-	ssize_t appended;
-	size_t room;
-
-	pthread_mutex_lock(&socket->lock);
-	if (!socket->tx_in_flight)
-		rs_socket_push_to_kernel(socket);
-	if (!socket->txq.bytes && !socket->tx_in_flight) {
-		pthread_mutex_unlock(&socket->lock);
-		count_kernel_op();
-		struct msghdr message = { .msg_iov = (struct iovec *)iov,
-					  .msg_iovlen = (size_t)iovcnt };
-		return kernel_result(REAL(sendmsg)(socket->fd, &message, flags));
-	}
-	room = rs_config.txq_bytes > socket->txq.bytes ? rs_config.txq_bytes - socket->txq.bytes : 0;
-	if (!room) {
-		pthread_mutex_unlock(&socket->lock);
-		return -EAGAIN;
-	}
-	appended = rs_send_queue_append(&socket->txq, iov, iovcnt, room < total ? room : total);
-	pthread_mutex_unlock(&socket->lock);
-	return appended == 0 ? -EAGAIN : appended;
-}
-
 static long queue_send(struct rs_socket *socket, const struct iovec *iov, int iovcnt, int flags)
 {
 	struct rs_lane *lane;
 	struct iovec rest[IOV_MAX];
 	size_t total, accepted = 0;
-	bool overflow;
+	bool overflow, nonblocking;
 	long result = 0;
 	int error;
 
@@ -493,11 +576,11 @@ static long queue_send(struct rs_socket *socket, const struct iovec *iov, int io
 	}
 	lane = rs_lane_get();
 	if (!lane || socket->kind != RS_SOCKET_CONNECTED || socket->has_timeouts ||
-	    socket->kernel_path ||
-	    (flags & (MSG_DONTWAIT | MSG_OOB | MSG_FASTOPEN)) || !total)
+	    socket->kernel_path || (flags & (MSG_OOB | MSG_FASTOPEN)) || !total ||
+	    ((flags & MSG_DONTWAIT) && !socket->event_mode) ||
+	    (socket->nonblocking && !rs_config.event_sockets))
 		return kernel_send(socket, iov, iovcnt, flags, NULL);
-	if (socket->nonblocking)
-		return nonblocking_send(socket, iov, iovcnt, total, flags);
+	nonblocking = socket->nonblocking || (flags & MSG_DONTWAIT);
 
 	rs_lane_enter(lane);
 	pthread_mutex_lock(&socket->lock);
@@ -540,6 +623,13 @@ static long queue_send(struct rs_socket *socket, const struct iovec *iov, int io
 		}
 		if (accepted == total) {
 			result = (long)accepted;
+			break;
+		}
+		if (nonblocking) {
+			/* Full: EAGAIN, and the room that frees up later
+			 * is an edge for epoll. */
+			socket->tx_blocked = true;
+			result = accepted ? (long)accepted : -EAGAIN;
 			break;
 		}
 		/* The queue is full: wait, in the ring, for the peer. */
@@ -644,25 +734,51 @@ static long sendfile_common(int out_fd, int in_fd, off_t *offset, size_t count, 
 	struct rs_socket *socket = rs_fd_get(out_fd);
 	long result;
 
-	if (socket) {
-		struct rs_lane *lane = rs_lane_get();
-		int ret;
+	struct rs_lane *lane = NULL;
 
+	if (socket) {
+		int ret = 0;
+
+		lane = rs_lane_get();
 		if (lane)
 			rs_lane_enter(lane);
-		ret = rs_socket_drain(socket, lane);
+		if (socket->nonblocking) {
+			/* Queued bytes go first, without waiting for them. */
+			pthread_mutex_lock(&socket->lock);
+			if (!socket->tx_in_flight && socket->txq.bytes)
+				rs_socket_push_to_kernel(socket);
+			if (socket->txq.bytes || socket->tx_in_flight) {
+				socket->tx_blocked = true;
+				ret = -EAGAIN;
+			}
+			pthread_mutex_unlock(&socket->lock);
+		} else {
+			ret = rs_socket_drain(socket, lane);
+		}
 		if (lane)
 			rs_lane_leave(lane);
-		rs_socket_unref(socket);
-		if (ret < 0)
+		if (ret < 0) {
+			rs_socket_unref(socket);
 			return ret;
+		}
 		count_kernel_op();
 	}
 	if (large)
-		result = REAL(sendfile64)(out_fd, in_fd, (off64_t *)offset, count);
+		result = kernel_result(REAL(sendfile64)(out_fd, in_fd, (off64_t *)offset, count));
 	else
-		result = REAL(sendfile)(out_fd, in_fd, offset, count);
-	return kernel_result(result);
+		result = kernel_result(REAL(sendfile)(out_fd, in_fd, offset, count));
+	if (socket) {
+		if (result == -EAGAIN && socket->event_mode && lane) {
+			/* Only the kernel knows when room comes: poll for it. */
+			rs_lane_enter(lane);
+			pthread_mutex_lock(&socket->lock);
+			rs_socket_want_writable(socket, lane);
+			pthread_mutex_unlock(&socket->lock);
+			rs_lane_leave(lane);
+		}
+		rs_socket_unref(socket);
+	}
+	return result;
 }
 
 long rs_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
@@ -893,11 +1009,10 @@ static void register_accepted(int fd, struct rs_socket *listener, int flags,
 	struct rs_lane_stats *stats = lane ? lane->stats : rs_process_stats;
 	struct rs_socket *socket;
 
-	if (flags & SOCK_NONBLOCK)
-		return; /* the kernel path carries non-blocking sockets for now */
 	socket = rs_socket_new(fd, RS_SOCKET_CONNECTED);
 	if (!socket)
 		return;
+	socket->nonblocking = flags & SOCK_NONBLOCK;
 	socket->has_timeouts = listener->accept_inherits_timeouts;
 	socket->linger_abort = listener->linger_abort;
 	rs_fd_install(fd, socket);

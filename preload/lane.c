@@ -278,6 +278,21 @@ static void complete(struct rs_lane *lane, struct io_uring_cqe *cqe, bool can_su
 		pthread_mutex_unlock(&socket->lock);
 		rs_socket_unref(socket);
 		break;
+	case RS_OP_RECEIVE:
+	case RS_OP_WRITABLE:
+		socket = op->socket;
+		pthread_mutex_lock(&socket->lock);
+		if (op->kind == RS_OP_RECEIVE)
+			rs_socket_receive_done(socket, lane, cqe->res);
+		else
+			rs_socket_writable_done(socket, lane, cqe->res);
+		pthread_mutex_unlock(&socket->lock);
+		rs_socket_unref(socket);
+		break;
+	case RS_OP_EPOLL:
+		rs_epoll_kernel_poll_done(op->epoll, cqe->res);
+		lane->readiness_changes++;
+		break;
 	case RS_OP_IGNORE:
 		break;
 	}
@@ -321,9 +336,45 @@ void rs_lane_mark_dirty(struct rs_lane *lane, struct rs_socket *socket)
 	lane->dirty[lane->dirty_count++] = socket;
 }
 
+void rs_lane_mark_arming(struct rs_lane *lane, struct rs_socket *socket)
+{
+	if (lane->arming_count == lane->arming_capacity) {
+		unsigned capacity = lane->arming_capacity ? lane->arming_capacity * 2 : 16;
+		struct rs_socket **grown = realloc(lane->arming, capacity * sizeof(*grown));
+
+		if (!grown) {
+			/* Cannot remember it: arm it now instead. */
+			rs_socket_arm(socket, lane);
+			return;
+		}
+		lane->arming = grown;
+		lane->arming_capacity = capacity;
+	}
+	rs_socket_ref(socket);
+	lane->arming[lane->arming_count++] = socket;
+}
+
+static void prepare_arming(struct rs_lane *lane)
+{
+	unsigned count = lane->arming_count;
+
+	lane->arming_count = 0;
+	for (unsigned i = 0; i < count; i++) {
+		struct rs_socket *socket = lane->arming[i];
+
+		pthread_mutex_lock(&socket->lock);
+		rs_socket_arm(socket, lane);
+		pthread_mutex_unlock(&socket->lock);
+		rs_socket_unref(socket);
+	}
+}
+
 void rs_lane_prepare_sends(struct rs_lane *lane)
 {
 	unsigned count = lane->dirty_count;
+
+	if (lane->arming_count)
+		prepare_arming(lane);
 
 	lane->dirty_count = 0;
 	for (unsigned i = 0; i < count; i++) {
@@ -376,6 +427,24 @@ int rs_lane_wait(struct rs_lane *lane, struct rs_op *op)
 			return ret;
 		}
 	}
+}
+
+int rs_lane_wait_timeout(struct rs_lane *lane, struct __kernel_timespec *timeout,
+			 const sigset_t *mask)
+{
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	rs_lane_prepare_sends(lane);
+	RS_STAT_ADD(lane->stats, ring_ops, lane->unsubmitted);
+	RS_STAT_ADD(lane->stats, ring_enters, 1);
+	lane->unsubmitted = 0;
+	/* One io_uring_enter: submits, waits with the timeout and the mask. */
+	ret = io_uring_submit_and_wait_timeout(&lane->ring, &cqe, 1, timeout, (sigset_t *)mask);
+	rs_lane_reap(lane);
+	if (ret == -ETIME || ret == -EINTR)
+		return ret;
+	return ret < 0 ? ret : 0;
 }
 
 int rs_lane_wait_any(struct rs_lane *lane)
@@ -475,6 +544,18 @@ static void lane_destroy(void *argument)
 		rs_socket_unref(socket);
 	}
 	lane->dirty_count = 0;
+	for (unsigned i = 0; i < lane->arming_count; i++) {
+		struct rs_socket *socket = lane->arming[i];
+
+		pthread_mutex_lock(&socket->lock);
+		if (socket->arming_lane == lane) {
+			socket->arming_listed = false;
+			socket->arming_lane = NULL;
+		}
+		pthread_mutex_unlock(&socket->lock);
+		rs_socket_unref(socket);
+	}
+	lane->arming_count = 0;
 	atomic_store(&lane->dead, true);
 	rs_stats_lane_release(lane->index);
 	io_uring_queue_exit(&lane->ring);

@@ -1,13 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
- * poll, select and epoll_wait: in this version they only make the calling
- * thread's queued sends leave before it blocks, because an application that
- * waits for readiness is often waiting for the answer to what it just wrote.
- * Readiness itself is the kernel's, exact for blocking accelerated sockets,
- * whose received bytes stay in the kernel until read.
+ * poll and select: in this version they only make the calling thread's
+ * queued sends leave before it blocks, because an application that waits
+ * for readiness is often waiting for the answer to what it just wrote.
+ * Readiness itself is the kernel's, exact for sockets that are not in event
+ * mode, whose received bytes stay in the kernel until read (epoll.c puts a
+ * socket in event mode).
  */
-#include <sys/epoll.h>
-
 #include "ringsteer.h"
 
 static inline long kernel_result(long result)
@@ -46,17 +45,4 @@ long rs_pselect(int count, fd_set *readable, fd_set *writable, fd_set *exception
 {
 	rs_lane_flush_before_block();
 	return kernel_result(REAL(pselect)(count, readable, writable, exceptional, timeout, mask));
-}
-
-long rs_epoll_wait(int epoll_fd, struct epoll_event *events, int max_events, int timeout)
-{
-	rs_lane_flush_before_block();
-	return kernel_result(REAL(epoll_wait)(epoll_fd, events, max_events, timeout));
-}
-
-long rs_epoll_pwait(int epoll_fd, struct epoll_event *events, int max_events, int timeout,
-		    const sigset_t *mask)
-{
-	rs_lane_flush_before_block();
-	return kernel_result(REAL(epoll_pwait)(epoll_fd, events, max_events, timeout, mask));
 }

@@ -43,6 +43,7 @@ static void atfork_child(void)
 		return;
 	rs_lanes_atfork_child();
 	rs_sockets_atfork_child();
+	rs_epoll_atfork_child();
 	rs_stats_atfork_child();
 }
 
@@ -74,6 +75,10 @@ void rs_sock_init(void)
 			strerror(-ret));
 		return;
 	}
+	ret = rs_epoll_init();
+	if (ret < 0)
+		rs_warn("cannot allocate the epoll table (%s): epoll stays on the kernel path",
+			strerror(-ret));
 	rs_stats_init();
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	atexit(at_exit);

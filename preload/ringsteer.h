@@ -66,6 +66,8 @@ struct rs_config {
 	bool client;              /* RINGSTEER_CLIENT */
 	unsigned batch;           /* RINGSTEER_BATCH: queued sends that force a submit */
 	size_t txq_bytes;         /* RINGSTEER_TXQ_BYTES: per-socket send queue cap */
+	size_t rxq_bytes;         /* RINGSTEER_RXQ_BYTES: per-socket receive buffer */
+	bool event_sockets;       /* RINGSTEER_EVENT_SOCKETS: carry non-blocking sockets */
 	unsigned ring_entries;    /* RINGSTEER_RING_ENTRIES */
 	unsigned flush_us;        /* RINGSTEER_FLUSH_US: deadline for queued sends */
 	bool defer_taskrun;       /* RINGSTEER_DEFER_TASKRUN */
@@ -145,16 +147,24 @@ void rs_send_queue_clear(struct rs_send_queue *queue);
 
 /* ---- operations and lanes (lane.c) ----------------------------------------- */
 
-enum rs_op_kind { RS_OP_WAIT, RS_OP_SEND, RS_OP_IGNORE };
+/* RS_OP_WAIT: a call waits for it (lives on that call's stack).  The others
+ * live inside their socket or epoll set: RS_OP_SEND the socket's queued
+ * bytes, RS_OP_RECEIVE a receive ahead into the socket's buffer,
+ * RS_OP_WRITABLE a poll for room after a kernel send said EAGAIN,
+ * RS_OP_EPOLL a poll on the kernel part of an emulated epoll set. */
+enum rs_op_kind { RS_OP_WAIT, RS_OP_SEND, RS_OP_IGNORE, RS_OP_RECEIVE, RS_OP_WRITABLE,
+		  RS_OP_EPOLL };
 
-/* What an SQE's user_data points to.  A RS_OP_WAIT operation lives on the
- * stack of the call that waits for it; a RS_OP_SEND one inside its socket. */
+struct rs_epoll;
+
+/* What an SQE's user_data points to. */
 struct rs_op {
 	enum rs_op_kind kind;
 	bool done;
 	int result;
 	unsigned cqe_flags;
 	struct rs_socket *socket;
+	struct rs_epoll *epoll;
 	/* A receive linked behind this socket's send (see io.c). */
 	struct rs_socket *linked_send;
 };
@@ -174,6 +184,14 @@ struct rs_lane {
 	unsigned dirty_count;
 	unsigned dirty_capacity;
 	_Atomic uint64_t dirty_since_ns; /* 0: nothing waits for a flush */
+	/* Sockets whose receive ahead (or writable poll) is to be armed with
+	 * the next enter, each holding a ref. */
+	struct rs_socket **arming;
+	unsigned arming_count;
+	unsigned arming_capacity;
+	/* Bumped by every completion that changed a socket's readiness, so a
+	 * waiting epoll/poll knows whether to look again. */
+	uint64_t readiness_changes;
 	struct rs_lane *next_lane;       /* in the registry, for the flusher */
 	_Atomic bool dead;               /* its thread exited */
 };
@@ -190,6 +208,14 @@ struct io_uring_sqe *rs_lane_sqe(struct rs_lane *lane);
 int rs_lane_wait(struct rs_lane *lane, struct rs_op *op);
 /* Submits, waits for any completion and reaps; -EINTR if a signal came. */
 int rs_lane_wait_any(struct rs_lane *lane);
+/* Submits and waits for at least one completion, at most timeout (NULL:
+ * forever), with mask as the signal mask during the wait (NULL: unchanged);
+ * reaps.  0, -ETIME on timeout, -EINTR on a signal. */
+int rs_lane_wait_timeout(struct rs_lane *lane, struct __kernel_timespec *timeout,
+			 const sigset_t *mask);
+/* Queues socket for arming its receive ahead or writable poll at the next
+ * enter; socket locked. */
+void rs_lane_mark_arming(struct rs_lane *lane, struct rs_socket *socket);
 /* Waits for a waited-for op after a signal: cancels it and reaps its CQE. */
 void rs_lane_cancel(struct rs_lane *lane, struct rs_op *op);
 /* Cancels socket's send in flight on lane and waits until it is settled. */
@@ -242,6 +268,35 @@ struct rs_socket {
 	struct iovec tx_iov[RS_TX_IOV_MAX];
 	struct msghdr tx_msg;
 	struct rs_op tx_op;
+
+	/* Event mode (a socket in an emulated epoll set): bytes are received
+	 * ahead into rx_buffer by one receive at a time, armed only while the
+	 * buffer is empty, so an application that stops reading stops the
+	 * receiving and TCP flow control reaches the peer. */
+	bool event_mode;
+	bool rx_in_flight;
+	bool rx_wanted;            /* arm a receive ahead at arming_lane's next enter */
+	bool arming_listed;        /* on arming_lane's arming list */
+	struct rs_lane *arming_lane;
+	bool rx_eof;               /* the peer's FIN (or our SHUT_RD) was received */
+	bool rx_reset;             /* the connection was reset or failed */
+	int rx_error;              /* negative errno the next receive reports */
+	char *rx_buffer;
+	size_t rx_capacity;
+	size_t rx_start;           /* first unread byte */
+	size_t rx_end;             /* one past the last received byte */
+	struct rs_lane *rx_lane;   /* where the receive ahead is armed */
+	struct rs_op rx_op;
+	bool tx_blocked;           /* a send said EAGAIN: the next room is an edge */
+	bool kernel_full;          /* a kernel send said EAGAIN: not writable until polled */
+	bool writable_poll_in_flight;
+	bool writable_poll_wanted;
+	struct rs_op writable_op;
+	/* Generations for edge-triggered epoll: bumped when bytes, EOF or an
+	 * error arrive (receive side), and when room appears after EAGAIN. */
+	uint32_t rx_generation;
+	uint32_t tx_generation;
+	unsigned epoll_memberships;  /* emulated epoll sets it is in */
 };
 
 int rs_fdtable_init(void);
@@ -271,6 +326,26 @@ int rs_socket_push_to_kernel(struct rs_socket *socket);
 void rs_socket_start_send(struct rs_socket *socket, struct rs_lane *lane);
 int rs_socket_close(struct rs_socket *socket, struct rs_lane *lane);
 int rs_socket_drain(struct rs_socket *socket, struct rs_lane *lane);
+/* Event mode: puts the socket's pending receive ahead and writable poll into
+ * SQEs on lane (called at enter time); socket locked. */
+void rs_socket_arm(struct rs_socket *socket, struct rs_lane *lane);
+/* Asks for a receive ahead on lane if the buffer is empty; socket locked. */
+void rs_socket_want_receive(struct rs_socket *socket, struct rs_lane *lane);
+/* Completions of the socket's receive ahead and writable poll; socket locked. */
+void rs_socket_receive_done(struct rs_socket *socket, struct rs_lane *lane, int result);
+void rs_socket_writable_done(struct rs_socket *socket, struct rs_lane *lane, int result);
+/* Asks for a poll for room on lane (a kernel send said EAGAIN); socket locked. */
+void rs_socket_want_writable(struct rs_socket *socket, struct rs_lane *lane);
+/* Puts the socket in event mode (allocates its receive buffer); socket
+ * locked.  -ENOMEM: it stays on the kernel's readiness. */
+int rs_socket_enter_event_mode(struct rs_socket *socket);
+/* The socket's readiness as epoll reports it (EPOLLIN, EPOLLOUT, ...);
+ * socket locked. */
+uint32_t rs_socket_readiness(struct rs_socket *socket);
+/* Event-mode sockets' buffered bytes (FIONREAD); socket locked. */
+size_t rs_socket_buffered(const struct rs_socket *socket);
+/* Stops a receive ahead before the socket's fd is closed. */
+void rs_socket_stop_receiving(struct rs_socket *socket);
 bool rs_orphans_service(void);
 void rs_adopt_inherited(void);
 void rs_sockets_atfork_child(void);
@@ -284,5 +359,16 @@ void rs_sockets_exit(void);
 #undef RS_CALL_VARIADIC
 
 uint64_t rs_now_ns(void);
+
+/* ---- emulated epoll (epoll.c) ------------------------------------------- */
+
+int rs_epoll_init(void);
+/* The completion of a set's poll on its kernel part. */
+void rs_epoll_kernel_poll_done(struct rs_epoll *set, int result);
+/* A closed socket leaves every emulated set it is in. */
+void rs_epoll_forget_socket(struct rs_socket *socket);
+/* An fd number closes: if it was an emulated set, its state goes. */
+void rs_epoll_close(int fd);
+void rs_epoll_atfork_child(void);
 
 #endif

@@ -64,6 +64,26 @@ struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind)
 	socket->next_orphan = NULL;
 	socket->tx_op.kind = RS_OP_SEND;
 	socket->tx_op.socket = socket;
+	socket->event_mode = false;
+	socket->rx_in_flight = false;
+	socket->rx_wanted = false;
+	socket->arming_listed = false;
+	socket->arming_lane = NULL;
+	socket->rx_eof = false;
+	socket->rx_reset = false;
+	socket->rx_error = 0;
+	socket->rx_start = 0;
+	socket->rx_end = 0;
+	socket->rx_lane = NULL;
+	socket->rx_op.kind = RS_OP_RECEIVE;
+	socket->rx_op.socket = socket;
+	socket->tx_blocked = false;
+	socket->kernel_full = false;
+	socket->writable_poll_in_flight = false;
+	socket->writable_poll_wanted = false;
+	socket->writable_op.kind = RS_OP_WRITABLE;
+	socket->writable_op.socket = socket;
+	socket->epoll_memberships = 0;
 	socket->fd = fd;
 	pthread_mutex_unlock(&socket->lock);
 	atomic_store_explicit(&socket->refs, 1, memory_order_release);
@@ -82,6 +102,9 @@ void rs_socket_unref(struct rs_socket *socket)
 	pthread_mutex_lock(&socket->lock);
 	rs_send_queue_clear(&socket->txq);
 	socket->fd = -1;
+	/* The receive buffer stays with the recycled object: the next socket
+	 * in event mode reuses it. */
+	socket->rx_start = socket->rx_end = 0;
 	pthread_mutex_unlock(&socket->lock);
 	pthread_mutex_lock(&free_lock);
 	socket->next_orphan = free_list;
@@ -199,8 +222,14 @@ void rs_socket_send_done(struct rs_socket *socket, struct rs_lane *lane, bool ow
 	}
 	if (result > 0) {
 		rs_send_queue_consume(&socket->txq, (size_t)result);
-		if (owner)
-			RS_STAT_ADD(lane->stats, bytes_sent, (uint64_t)result);
+		/* Counted whoever reaps it (the owner, or the flusher). */
+		RS_STAT_ADD(lane->stats, bytes_sent, (uint64_t)result);
+		if (socket->tx_blocked && socket->txq.bytes < rs_config.txq_bytes) {
+			/* Room after EAGAIN: an edge, as the kernel's write space. */
+			socket->tx_blocked = false;
+			socket->tx_generation++;
+			lane->readiness_changes++;
+		}
 	} else if (result < 0 && result != -ECANCELED && result != -EINTR && result != -EAGAIN) {
 		record_send_error(socket, result);
 		return;
@@ -248,6 +277,152 @@ int rs_socket_push_to_kernel(struct rs_socket *socket)
 	if (!socket->txq.bytes)
 		queue_drained(socket);
 	return 0;
+}
+
+/* ---- receiving ahead (event mode) ---------------------------------------- */
+
+int rs_socket_enter_event_mode(struct rs_socket *socket)
+{
+	if (socket->event_mode)
+		return 0;
+	if (!socket->rx_buffer || socket->rx_capacity != rs_config.rxq_bytes) {
+		char *buffer = malloc(rs_config.rxq_bytes);
+
+		if (!buffer)
+			return -ENOMEM;
+		free(socket->rx_buffer);
+		socket->rx_buffer = buffer;
+		socket->rx_capacity = rs_config.rxq_bytes;
+	}
+	socket->rx_start = socket->rx_end = 0;
+	socket->event_mode = true;
+	return 0;
+}
+
+static void list_for_arming(struct rs_socket *socket, struct rs_lane *lane)
+{
+	if (socket->arming_listed)
+		return; /* the lane that listed it arms it */
+	socket->arming_listed = true;
+	socket->arming_lane = lane;
+	rs_lane_mark_arming(lane, socket);
+}
+
+void rs_socket_want_receive(struct rs_socket *socket, struct rs_lane *lane)
+{
+	if (!socket->event_mode || socket->rx_in_flight || socket->rx_start < socket->rx_end ||
+	    socket->rx_eof || socket->rx_reset || socket->rx_error || socket->fd < 0 ||
+	    socket->closed || socket->kernel_path || !lane)
+		return;
+	socket->rx_wanted = true;
+	list_for_arming(socket, lane);
+}
+
+void rs_socket_want_writable(struct rs_socket *socket, struct rs_lane *lane)
+{
+	socket->kernel_full = true;
+	if (socket->writable_poll_in_flight || !lane || socket->fd < 0)
+		return;
+	socket->writable_poll_wanted = true;
+	list_for_arming(socket, lane);
+}
+
+void rs_socket_arm(struct rs_socket *socket, struct rs_lane *lane)
+{
+	struct io_uring_sqe *sqe;
+
+	if (socket->arming_lane != lane)
+		return;
+	socket->arming_listed = false;
+	socket->arming_lane = NULL;
+	if (socket->fd < 0 || socket->closed)
+		return;
+	if (socket->rx_wanted && !socket->rx_in_flight && socket->rx_start == socket->rx_end &&
+	    !socket->rx_eof && !socket->rx_reset && !socket->rx_error) {
+		socket->rx_wanted = false;
+		socket->rx_start = socket->rx_end = 0;
+		sqe = rs_lane_sqe(lane);
+		io_uring_prep_recv(sqe, socket->fd, socket->rx_buffer, socket->rx_capacity, 0);
+		io_uring_sqe_set_data(sqe, &socket->rx_op);
+		socket->rx_in_flight = true;
+		socket->rx_lane = lane;
+		rs_socket_ref(socket);
+	}
+	if (socket->writable_poll_wanted && !socket->writable_poll_in_flight) {
+		socket->writable_poll_wanted = false;
+		sqe = rs_lane_sqe(lane);
+		io_uring_prep_poll_add(sqe, socket->fd, POLLOUT);
+		io_uring_sqe_set_data(sqe, &socket->writable_op);
+		socket->writable_poll_in_flight = true;
+		rs_socket_ref(socket);
+	}
+}
+
+void rs_socket_receive_done(struct rs_socket *socket, struct rs_lane *lane, int result)
+{
+	socket->rx_in_flight = false;
+	if (socket->fd < 0 || socket->closed)
+		return; /* closed meanwhile: nobody reads it */
+	if (result > 0) {
+		socket->rx_start = 0;
+		socket->rx_end = (size_t)result;
+		RS_STAT_ADD(lane->stats, bytes_received, (uint64_t)result);
+	} else if (result == 0) {
+		socket->rx_eof = true;
+	} else if (result == -ECANCELED || result == -EINTR || result == -EAGAIN) {
+		/* Not a property of the connection: receive again. */
+		rs_socket_want_receive(socket, lane);
+		return;
+	} else {
+		socket->rx_error = result;
+		socket->rx_reset = true;
+		socket->broken = true;
+	}
+	socket->rx_generation++;
+	lane->readiness_changes++;
+}
+
+void rs_socket_writable_done(struct rs_socket *socket, struct rs_lane *lane, int result)
+{
+	socket->writable_poll_in_flight = false;
+	socket->kernel_full = false;
+	socket->tx_generation++;
+	lane->readiness_changes++;
+	(void)result;
+}
+
+uint32_t rs_socket_readiness(struct rs_socket *socket)
+{
+	uint32_t mask = 0;
+
+	if (socket->rx_start < socket->rx_end || socket->rx_eof || socket->rx_reset)
+		mask |= EPOLLIN | EPOLLRDNORM;
+	if (socket->rx_eof || socket->rx_reset)
+		mask |= EPOLLRDHUP;
+	if (socket->rx_reset || (socket->rx_eof && socket->write_shut))
+		mask |= EPOLLHUP;
+	if (socket->rx_error || (socket->tx_error && socket->tx_error != -EPIPE))
+		mask |= EPOLLERR;
+	if (socket->write_shut || socket->rx_reset || socket->broken ||
+	    (socket->txq.bytes < rs_config.txq_bytes && !socket->kernel_full))
+		mask |= EPOLLOUT | EPOLLWRNORM;
+	return mask;
+}
+
+size_t rs_socket_buffered(const struct rs_socket *socket)
+{
+	return socket->event_mode ? socket->rx_end - socket->rx_start : 0;
+}
+
+/* A receive ahead holds the file open, so the FIN would wait for it: a
+ * shutdown for reading completes it at once (it sends nothing to the peer,
+ * and the application is closing the socket anyway).  A writable poll is
+ * cancelled when the closing thread owns its lane. */
+void rs_socket_stop_receiving(struct rs_socket *socket)
+{
+	socket->rx_wanted = false;
+	if (socket->rx_in_flight && socket->fd >= 0)
+		REAL(shutdown)(socket->fd, SHUT_RD);
 }
 
 /* ---- orphans: closed by the application, bytes still queued -------------- */
@@ -338,6 +513,13 @@ int rs_socket_close(struct rs_socket *socket, struct rs_lane *lane)
 	if (lane)
 		rs_lane_enter(lane);
 	pthread_mutex_lock(&socket->lock);
+	rs_socket_stop_receiving(socket);
+	if (socket->writable_poll_in_flight && lane) {
+		struct io_uring_sqe *cancel = rs_lane_sqe(lane);
+
+		io_uring_prep_cancel(cancel, &socket->writable_op, 0);
+		io_uring_sqe_set_data(cancel, NULL);
+	}
 	if (socket->linger_abort) {
 		/* SO_LINGER {1, 0}: the kernel discards unsent data. */
 		if (!socket->tx_in_flight)
@@ -445,6 +627,15 @@ void rs_sockets_atfork_child(void)
 		socket->tx_lane = NULL;
 		socket->tx_listed = false;
 		socket->shutdown_write_pending = false;
+		/* The parent's receive ahead and its bytes stay the parent's. */
+		socket->rx_in_flight = false;
+		socket->rx_wanted = false;
+		socket->arming_listed = false;
+		socket->arming_lane = NULL;
+		socket->rx_lane = NULL;
+		socket->rx_start = socket->rx_end = 0;
+		socket->writable_poll_in_flight = false;
+		socket->writable_poll_wanted = false;
 		atomic_store(&socket->refs, 1);
 	}
 }

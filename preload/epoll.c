@@ -1,0 +1,603 @@
+// SPDX-License-Identifier: MIT
+/*
+ * epoll, emulated for accelerated sockets and untouched for every other fd.
+ *
+ * Each epoll set the application creates stays a real kernel epoll fd, and
+ * every fd the shim does not carry (listeners, pipes, eventfd, timerfd, unix
+ * sockets) is registered in it as usual.  An accelerated socket is not: its
+ * bytes are received ahead by the lane (sock.c), so the kernel's readiness
+ * would be wrong for it.  The set keeps it in an interest list of its own,
+ * and its readiness is the shim's: bytes received ahead, EOF, errors, room
+ * in the send queue.  Edge-triggered entries report when a generation
+ * counter of the socket moved since the last report, as the kernel reports
+ * a wake-up; EPOLLONESHOT disables an entry until EPOLL_CTL_MOD.
+ *
+ * epoll_wait costs one io_uring_enter: the lane keeps a poll on the kernel
+ * epoll fd in its ring, so the enter that submits the queued sends and the
+ * receives ahead also waits for the kernel's fds, and the kernel set is read
+ * (epoll_wait with a zero timeout) only when that poll has fired.
+ *
+ * Lock order: lane, then set, then socket.  A set is waited on by one thread
+ * at a time in practice (one event loop per thread); another thread waiting
+ * on the same set looks again every few milliseconds, since completions of
+ * its sockets arrive on the first thread's ring.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ringsteer.h"
+
+/* The kernel's limit on maxevents. */
+#define MAX_EVENTS ((int)(INT_MAX / sizeof(struct epoll_event)))
+/* The bits EPOLLEXCLUSIVE may come with (fs/eventpoll.c). */
+#define EXCLUSIVE_ALLOWED (EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLWAKEUP | \
+			   EPOLLET | EPOLLEXCLUSIVE)
+/* A waiter whose set's completions arrive on another thread's ring looks
+ * again this often. */
+#define FOREIGN_SLICE_NS 5000000ll
+
+struct entry {
+	struct rs_socket *socket;   /* holds a reference */
+	int fd;
+	uint32_t events;
+	epoll_data_t data;
+	uint32_t seen_rx;           /* generations at the last report */
+	uint32_t seen_tx;
+	bool pending;               /* added or modified: report what is ready now */
+	bool disabled;              /* EPOLLONESHOT reported */
+};
+
+struct rs_epoll {
+	int fd;
+	bool dead;                  /* the application closed it */
+	pthread_mutex_t lock;       /* guards the entries */
+	struct entry *entries;
+	unsigned count;
+	unsigned capacity;
+	unsigned next_scan;         /* where the next scan starts, for fairness */
+	/* The poll on the kernel part. */
+	_Atomic bool kernel_poll_in_flight;
+	_Atomic bool kernel_ready;
+	struct rs_lane *kernel_poll_lane;
+	struct rs_op kernel_poll_op;
+	struct rs_epoll *next;      /* live list, or free list */
+};
+
+static _Atomic(struct rs_epoll *) *set_table;
+static int set_table_size;
+static pthread_mutex_t sets_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rs_epoll *live_sets;
+static struct rs_epoll *free_sets;
+
+static inline long kernel_result(long result)
+{
+	return result < 0 ? -errno : result;
+}
+
+int rs_epoll_init(void)
+{
+	void *memory;
+
+	set_table_size = rs_fdtable_size();
+	memory = mmap(NULL, (size_t)set_table_size * sizeof(*set_table), PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (memory == MAP_FAILED) {
+		set_table_size = 0;
+		return -errno;
+	}
+	set_table = memory;
+	return 0;
+}
+
+static struct rs_epoll *set_lookup(int fd)
+{
+	if (fd < 0 || fd >= set_table_size)
+		return NULL;
+	return atomic_load_explicit(&set_table[fd], memory_order_acquire);
+}
+
+/* Sets are recycled, never freed: a poll completion may still point to one. */
+static struct rs_epoll *set_create(int fd)
+{
+	struct rs_epoll *set;
+
+	if (fd < 0 || fd >= set_table_size)
+		return NULL;
+	pthread_mutex_lock(&sets_lock);
+	set = free_sets;
+	if (set)
+		free_sets = set->next;
+	pthread_mutex_unlock(&sets_lock);
+	if (!set) {
+		set = calloc(1, sizeof(*set));
+		if (!set)
+			return NULL;
+		pthread_mutex_init(&set->lock, NULL);
+	}
+	set->fd = fd;
+	set->dead = false;
+	set->count = 0;
+	set->next_scan = 0;
+	atomic_store(&set->kernel_poll_in_flight, false);
+	/* Unknown until looked at once. */
+	atomic_store(&set->kernel_ready, true);
+	set->kernel_poll_lane = NULL;
+	set->kernel_poll_op.kind = RS_OP_EPOLL;
+	set->kernel_poll_op.epoll = set;
+	pthread_mutex_lock(&sets_lock);
+	set->next = live_sets;
+	live_sets = set;
+	pthread_mutex_unlock(&sets_lock);
+	atomic_store_explicit(&set_table[fd], set, memory_order_release);
+	return set;
+}
+
+/* An epoll fd the shim did not see created (inherited, or made by a raw
+ * system call) is adopted the first time an accelerated socket joins it. */
+static struct rs_epoll *set_adopt(int fd)
+{
+	char path[64], target[64];
+	ssize_t length;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	length = readlink(path, target, sizeof(target) - 1);
+	if (length <= 0)
+		return NULL;
+	target[length] = '\0';
+	if (strcmp(target, "anon_inode:[eventpoll]"))
+		return NULL;
+	return set_create(fd);
+}
+
+static void entry_drop(struct rs_epoll *set, unsigned index)
+{
+	struct rs_socket *socket = set->entries[index].socket;
+
+	pthread_mutex_lock(&socket->lock);
+	socket->epoll_memberships--;
+	pthread_mutex_unlock(&socket->lock);
+	rs_socket_unref(socket);
+	set->entries[index] = set->entries[--set->count];
+}
+
+static void set_recycle(struct rs_epoll *set)
+{
+	pthread_mutex_lock(&sets_lock);
+	set->next = free_sets;
+	free_sets = set;
+	pthread_mutex_unlock(&sets_lock);
+}
+
+void rs_epoll_close(int fd)
+{
+	struct rs_epoll *set, **link;
+
+	if (fd < 0 || fd >= set_table_size)
+		return;
+	set = atomic_exchange_explicit(&set_table[fd], NULL, memory_order_acq_rel);
+	if (!set)
+		return;
+	pthread_mutex_lock(&sets_lock);
+	for (link = &live_sets; *link; link = &(*link)->next) {
+		if (*link == set) {
+			*link = set->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&sets_lock);
+	pthread_mutex_lock(&set->lock);
+	while (set->count)
+		entry_drop(set, set->count - 1);
+	set->dead = true;
+	pthread_mutex_unlock(&set->lock);
+	/* A poll still in flight holds the epoll file: the set is recycled
+	 * when its completion comes (cancelled below if this thread owns it). */
+	if (atomic_load(&set->kernel_poll_in_flight)) {
+		struct rs_lane *lane = rs_lane_get();
+
+		if (lane && lane == set->kernel_poll_lane) {
+			struct io_uring_sqe *sqe;
+
+			rs_lane_enter(lane);
+			sqe = rs_lane_sqe(lane);
+			io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)&set->kernel_poll_op);
+			io_uring_sqe_set_data(sqe, NULL);
+			rs_lane_leave(lane);
+		}
+		return;
+	}
+	set_recycle(set);
+}
+
+void rs_epoll_kernel_poll_done(struct rs_epoll *set, int result)
+{
+	(void)result;
+	atomic_store(&set->kernel_ready, true);
+	atomic_store(&set->kernel_poll_in_flight, false);
+	if (set->dead)
+		set_recycle(set);
+}
+
+/* Takes socket out of every emulated set (its fd is being closed). */
+void rs_epoll_forget_socket(struct rs_socket *socket)
+{
+	unsigned memberships;
+
+	pthread_mutex_lock(&socket->lock);
+	memberships = socket->epoll_memberships;
+	pthread_mutex_unlock(&socket->lock);
+	if (!memberships)
+		return;
+	pthread_mutex_lock(&sets_lock);
+	for (struct rs_epoll *set = live_sets; set; set = set->next) {
+		pthread_mutex_lock(&set->lock);
+		for (unsigned i = set->count; i-- > 0;) {
+			if (set->entries[i].socket == socket)
+				entry_drop(set, i);
+		}
+		pthread_mutex_unlock(&set->lock);
+	}
+	pthread_mutex_unlock(&sets_lock);
+}
+
+void rs_epoll_atfork_child(void)
+{
+	pthread_mutex_init(&sets_lock, NULL);
+	for (struct rs_epoll *set = live_sets; set; set = set->next) {
+		pthread_mutex_init(&set->lock, NULL);
+		/* The parent's ring had the poll; the child has its own lanes. */
+		atomic_store(&set->kernel_poll_in_flight, false);
+		atomic_store(&set->kernel_ready, true);
+		set->kernel_poll_lane = NULL;
+	}
+}
+
+/* ---- create and control ------------------------------------------------------ */
+
+static long created(long fd)
+{
+	if (fd >= 0) {
+		rs_epoll_close((int)fd); /* state left from a close we did not see */
+		if (rs_active && rs_io_uring_available() && rs_config.event_sockets)
+			set_create((int)fd);
+	}
+	return fd;
+}
+
+long rs_epoll_create(int size)
+{
+	return created(kernel_result(REAL(epoll_create)(size)));
+}
+
+long rs_epoll_create1(int flags)
+{
+	return created(kernel_result(REAL(epoll_create1)(flags)));
+}
+
+static int find_entry(struct rs_epoll *set, int fd)
+{
+	for (unsigned i = 0; i < set->count; i++) {
+		if (set->entries[i].fd == fd)
+			return (int)i;
+	}
+	return -1;
+}
+
+static int add_entry(struct rs_epoll *set, struct rs_socket *socket, int fd,
+		     const struct epoll_event *event, struct rs_lane *lane)
+{
+	struct entry *entry;
+
+	if (set->count == set->capacity) {
+		unsigned capacity = set->capacity ? set->capacity * 2 : 64;
+		struct entry *grown = realloc(set->entries, capacity * sizeof(*grown));
+
+		if (!grown)
+			return -ENOMEM;
+		set->entries = grown;
+		set->capacity = capacity;
+	}
+	pthread_mutex_lock(&socket->lock);
+	if (rs_socket_enter_event_mode(socket) < 0) {
+		pthread_mutex_unlock(&socket->lock);
+		return -ENOMEM;
+	}
+	entry = &set->entries[set->count++];
+	entry->socket = socket;
+	entry->fd = fd;
+	entry->events = event->events;
+	entry->data = event->data;
+	entry->seen_rx = socket->rx_generation;
+	entry->seen_tx = socket->tx_generation;
+	entry->pending = true;
+	entry->disabled = false;
+	socket->epoll_memberships++;
+	rs_socket_ref(socket);
+	rs_socket_want_receive(socket, lane);
+	pthread_mutex_unlock(&socket->lock);
+	return 0;
+}
+
+/* The checks the kernel makes before looking at the fd's registration. */
+static int check_control(int op, int fd, int set_fd, const struct epoll_event *event)
+{
+	if (op != EPOLL_CTL_ADD && op != EPOLL_CTL_MOD && op != EPOLL_CTL_DEL)
+		return -EINVAL;
+	if (op != EPOLL_CTL_DEL && !event)
+		return -EFAULT;
+	if (fd == set_fd)
+		return -EINVAL;
+	if (op != EPOLL_CTL_DEL && (event->events & EPOLLEXCLUSIVE)) {
+		if (op == EPOLL_CTL_MOD)
+			return -EINVAL;
+		if (event->events & ~EXCLUSIVE_ALLOWED)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+long rs_epoll_ctl(int set_fd, int op, int fd, struct epoll_event *event)
+{
+	struct rs_socket *socket = rs_fd_get(fd);
+	struct rs_epoll *set;
+	struct rs_lane *lane;
+	long ret;
+	int index;
+
+	if (likely(!socket))
+		return kernel_result(REAL(epoll_ctl)(set_fd, op, fd, event));
+	set = set_lookup(set_fd);
+	lane = rs_lane_get();
+	if (!set && op == EPOLL_CTL_ADD && lane && rs_config.event_sockets)
+		set = set_adopt(set_fd);
+	if (!set || !lane) {
+		rs_socket_unref(socket);
+		return kernel_result(REAL(epoll_ctl)(set_fd, op, fd, event));
+	}
+	ret = check_control(op, fd, set_fd, event);
+	if (ret < 0) {
+		rs_socket_unref(socket);
+		return ret;
+	}
+	rs_lane_enter(lane);
+	pthread_mutex_lock(&set->lock);
+	index = find_entry(set, fd);
+	if (index < 0 && op != EPOLL_CTL_ADD) {
+		/* Not ours: registered in the kernel set, or nowhere. */
+		pthread_mutex_unlock(&set->lock);
+		rs_lane_leave(lane);
+		rs_socket_unref(socket);
+		return kernel_result(REAL(epoll_ctl)(set_fd, op, fd, event));
+	}
+	switch (op) {
+	case EPOLL_CTL_ADD:
+		if (index >= 0) {
+			ret = -EEXIST;
+			break;
+		}
+		if (socket->kind != RS_SOCKET_CONNECTED || socket->kernel_path || socket->app_fds ||
+		    add_entry(set, socket, fd, event, lane) < 0) {
+			/* Kernel readiness is exact for what the shim does
+			 * not receive ahead. */
+			pthread_mutex_unlock(&set->lock);
+			rs_lane_leave(lane);
+			rs_socket_unref(socket);
+			return kernel_result(REAL(epoll_ctl)(set_fd, op, fd, event));
+		}
+		break;
+	case EPOLL_CTL_MOD: {
+		struct entry *entry = &set->entries[index];
+
+		if (entry->events & EPOLLEXCLUSIVE) {
+			ret = -EINVAL;
+			break;
+		}
+		entry->events = event->events;
+		entry->data = event->data;
+		entry->pending = true;
+		entry->disabled = false;
+		break;
+	}
+	case EPOLL_CTL_DEL:
+		entry_drop(set, (unsigned)index);
+		break;
+	}
+	pthread_mutex_unlock(&set->lock);
+	rs_lane_leave(lane);
+	rs_socket_unref(socket);
+	return ret;
+}
+
+/* ---- wait ------------------------------------------------------------------ */
+
+/* Reports the ready entries of the interest list, at most max. */
+static int collect(struct rs_epoll *set, struct epoll_event *events, int max)
+{
+	int found = 0;
+	unsigned count, start;
+
+	pthread_mutex_lock(&set->lock);
+	count = set->count;
+	start = count ? set->next_scan % count : 0;
+	for (unsigned step = 0; step < count && found < max; step++) {
+		unsigned index = (start + step) % count;
+		struct entry *entry = &set->entries[index];
+		struct rs_socket *socket = entry->socket;
+		uint32_t ready, interest;
+		bool report;
+
+		if (entry->disabled)
+			continue;
+		interest = entry->events | EPOLLERR | EPOLLHUP;
+		pthread_mutex_lock(&socket->lock);
+		ready = rs_socket_readiness(socket) & interest;
+		if (entry->events & EPOLLET) {
+			bool receive_side = socket->rx_generation != entry->seen_rx;
+			bool send_side = socket->tx_generation != entry->seen_tx;
+
+			report = ready && (entry->pending ||
+					   (receive_side && (ready & ~(EPOLLOUT | EPOLLWRNORM))) ||
+					   (send_side && (ready & EPOLLOUT)));
+			entry->seen_rx = socket->rx_generation;
+			entry->seen_tx = socket->tx_generation;
+		} else {
+			report = ready != 0;
+		}
+		pthread_mutex_unlock(&socket->lock);
+		if (!report)
+			continue;
+		entry->pending = false;
+		events[found].events = ready;
+		events[found].data = entry->data;
+		found++;
+		if (entry->events & EPOLLONESHOT)
+			entry->disabled = true;
+		set->next_scan = index + 1;
+	}
+	pthread_mutex_unlock(&set->lock);
+	return found;
+}
+
+/* Reads the kernel part if its poll fired (or was never armed). */
+static int harvest_kernel(struct rs_epoll *set, struct epoll_event *events, int max)
+{
+	int found;
+
+	if (max <= 0 || !atomic_load(&set->kernel_ready))
+		return 0;
+	atomic_store(&set->kernel_ready, false);
+	found = REAL(epoll_wait)(set->fd, events, max, 0);
+	return found < 0 ? 0 : found;
+}
+
+static void arm_kernel_poll(struct rs_epoll *set, struct rs_lane *lane)
+{
+	struct io_uring_sqe *sqe;
+
+	if (atomic_load(&set->kernel_poll_in_flight) || atomic_load(&set->kernel_ready))
+		return;
+	sqe = rs_lane_sqe(lane);
+	io_uring_prep_poll_add(sqe, set->fd, POLLIN);
+	io_uring_sqe_set_data(sqe, &set->kernel_poll_op);
+	set->kernel_poll_lane = lane;
+	atomic_store(&set->kernel_poll_in_flight, true);
+}
+
+static bool has_entries(struct rs_epoll *set)
+{
+	bool any;
+
+	pthread_mutex_lock(&set->lock);
+	any = set->count != 0;
+	pthread_mutex_unlock(&set->lock);
+	return any;
+}
+
+/* timeout_ns < 0: forever. */
+static long wait_common(int set_fd, struct epoll_event *events, int max, long long timeout_ns,
+			const sigset_t *mask)
+{
+	struct rs_epoll *set = set_lookup(set_fd);
+	struct rs_lane *lane = set ? rs_lane_get() : NULL;
+	uint64_t deadline = 0;
+	long found = 0;
+
+	if (!set || !lane || !has_entries(set)) {
+		struct timespec timeout = { .tv_sec = timeout_ns / 1000000000ll,
+					    .tv_nsec = timeout_ns % 1000000000ll };
+
+		rs_lane_flush_before_block();
+		if (!REAL(epoll_pwait2) && timeout_ns >= 0)
+			return kernel_result(REAL(epoll_pwait)(set_fd, events, max,
+							       (int)(timeout_ns / 1000000), mask));
+		return kernel_result(REAL(epoll_pwait2)(set_fd, events, max,
+							timeout_ns < 0 ? NULL : &timeout, mask));
+	}
+	if (max <= 0 || max > MAX_EVENTS)
+		return -EINVAL;
+	if (timeout_ns > 0)
+		deadline = rs_now_ns() + (uint64_t)timeout_ns;
+	rs_lane_enter(lane);
+	for (;;) {
+		struct __kernel_timespec wait_for, *wait_pointer = NULL;
+		bool foreign;
+		int ret;
+
+		rs_lane_reap(lane);
+		found = collect(set, events, max);
+		found += harvest_kernel(set, events + found, max - (int)found);
+		/* Armed every turn, so kernel fds are seen even while the
+		 * accelerated sockets keep the loop busy. */
+		arm_kernel_poll(set, lane);
+		if (found || timeout_ns == 0)
+			break;
+		foreign = set->kernel_poll_lane != lane;
+		if (timeout_ns > 0 || foreign) {
+			long long left = FOREIGN_SLICE_NS;
+
+			if (timeout_ns > 0) {
+				uint64_t now = rs_now_ns();
+
+				if (now >= deadline)
+					break;
+				if (!foreign || (long long)(deadline - now) < left)
+					left = (long long)(deadline - now);
+			}
+			wait_for.tv_sec = left / 1000000000ll;
+			wait_for.tv_nsec = left % 1000000000ll;
+			wait_pointer = &wait_for;
+		}
+		if (foreign)
+			atomic_store(&set->kernel_ready, true);
+		ret = rs_lane_wait_timeout(lane, wait_pointer, mask);
+		if (ret == -EINTR) {
+			/* epoll_wait is never restarted after a handler. */
+			rs_lane_reap(lane);
+			found = collect(set, events, max);
+			if (!found)
+				found = -EINTR;
+			break;
+		}
+		if (ret < 0 && ret != -ETIME && ret != -EAGAIN && ret != -EBUSY) {
+			rs_warn("epoll_wait through the ring failed (%s): waiting on the kernel",
+				strerror(-ret));
+			rs_lane_leave(lane);
+			return kernel_result(REAL(epoll_wait)(set_fd, events, max, 0));
+		}
+	}
+	/* What this turn queued (sends, receives ahead) goes now, with the
+	 * one enter of the turn when the wait did not need one. */
+	rs_lane_submit(lane);
+	rs_lane_leave(lane);
+	return found;
+}
+
+long rs_epoll_wait(int set_fd, struct epoll_event *events, int max, int timeout)
+{
+	return wait_common(set_fd, events, max, timeout < 0 ? -1 : timeout * 1000000ll, NULL);
+}
+
+long rs_epoll_pwait(int set_fd, struct epoll_event *events, int max, int timeout,
+		    const sigset_t *mask)
+{
+	return wait_common(set_fd, events, max, timeout < 0 ? -1 : timeout * 1000000ll, mask);
+}
+
+long rs_epoll_pwait2(int set_fd, struct epoll_event *events, int max,
+		     const struct timespec *timeout, const sigset_t *mask)
+{
+	long long nanoseconds = -1;
+
+	if (timeout) {
+		if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000L)
+			return -EINVAL;
+		nanoseconds = (long long)timeout->tv_sec * 1000000000ll + timeout->tv_nsec;
+	}
+	return wait_common(set_fd, events, max, nanoseconds, mask);
+}
