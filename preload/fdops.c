@@ -111,8 +111,8 @@ static int release_to_kernel(int fd)
 		struct rs_socket *removed = rs_fd_remove(fd);
 
 		if (removed) {
-			if (removed->kind == RS_SOCKET_CONNECTED)
-				RS_STAT_SUB(lane ? lane->stats : rs_process_stats, sockets_open, 1);
+			if (removed->kind == RS_SOCKET_CONNECTED && removed->opened_stats)
+				RS_STAT_SUB(removed->opened_stats, sockets_open, 1);
 			rs_socket_unref(removed);
 		}
 		rs_debug("fd %d duplicated: the kernel path carries it from now on", fd);

@@ -934,6 +934,7 @@ void rs_adopt_inherited(void)
 		}
 		if (!options.listening) {
 			RS_STAT_ADD(rs_process_stats, sockets_open, 1);
+			socket->opened_stats = rs_process_stats;
 			RS_STAT_ADD(rs_process_stats, sockets_total, 1);
 		}
 		rs_debug("adopted inherited TCP %s at fd %d (%d numbers)",
@@ -996,6 +997,7 @@ long rs_connect(int fd, const struct sockaddr *address, socklen_t length)
 
 			RS_STAT_ADD(stats, sockets_open, 1);
 			RS_STAT_ADD(stats, sockets_total, 1);
+			socket->opened_stats = stats;
 			rs_socket_unref(socket);
 		}
 	}
@@ -1015,6 +1017,7 @@ static void register_accepted(int fd, struct rs_socket *listener, int flags,
 	socket->nonblocking = flags & SOCK_NONBLOCK;
 	socket->has_timeouts = listener->accept_inherits_timeouts;
 	socket->linger_abort = listener->linger_abort;
+	socket->opened_stats = stats;
 	rs_fd_install(fd, socket);
 	RS_STAT_ADD(stats, sockets_open, 1);
 	RS_STAT_ADD(stats, sockets_total, 1);

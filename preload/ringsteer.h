@@ -297,6 +297,9 @@ struct rs_socket {
 	uint32_t rx_generation;
 	uint32_t tx_generation;
 	unsigned epoll_memberships;  /* emulated epoll sets it is in */
+	/* The counters that counted it open: a socket accepted by one thread
+	 * and closed by another leaves the first one's count. */
+	struct rs_lane_stats *opened_stats;
 };
 
 int rs_fdtable_init(void);

@@ -84,6 +84,7 @@ struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind)
 	socket->writable_op.kind = RS_OP_WRITABLE;
 	socket->writable_op.socket = socket;
 	socket->epoll_memberships = 0;
+	socket->opened_stats = rs_process_stats;
 	socket->fd = fd;
 	pthread_mutex_unlock(&socket->lock);
 	atomic_store_explicit(&socket->refs, 1, memory_order_release);
@@ -558,11 +559,10 @@ int rs_socket_close(struct rs_socket *socket, struct rs_lane *lane)
 	}
 	pthread_mutex_unlock(&socket->lock);
 	if (lane) {
-		RS_STAT_SUB(lane->stats, sockets_open, 1);
 		rs_lane_leave(lane);
-	} else {
-		RS_STAT_SUB(rs_process_stats, sockets_open, 1);
 	}
+	if (socket->opened_stats)
+		RS_STAT_SUB(socket->opened_stats, sockets_open, 1);
 	return ret;
 }
 
@@ -636,6 +636,7 @@ void rs_sockets_atfork_child(void)
 		socket->rx_start = socket->rx_end = 0;
 		socket->writable_poll_in_flight = false;
 		socket->writable_poll_wanted = false;
+		socket->opened_stats = NULL; /* the child never counted it open */
 		atomic_store(&socket->refs, 1);
 	}
 }
