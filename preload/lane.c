@@ -40,6 +40,7 @@ static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 /* -1 unknown, 0 unavailable (everything takes the kernel path), 1 available. */
 static _Atomic int io_uring_state = -1;
 static unsigned setup_flags_supported;
+static unsigned setup_flags_rejected;
 
 static pthread_t flusher_thread;
 static _Atomic bool flusher_running;
@@ -77,8 +78,7 @@ static int setup_ring(struct rs_lane *lane)
 
 	if (rs_config.defer_taskrun)
 		wanted |= IORING_SETUP_DEFER_TASKRUN;
-	if (atomic_load(&io_uring_state) == 1)
-		wanted &= setup_flags_supported | IORING_SETUP_CQSIZE;
+	wanted &= ~setup_flags_rejected;
 	for (;;) {
 		memset(&params, 0, sizeof(params));
 		params.flags = wanted;
@@ -88,11 +88,12 @@ static int setup_ring(struct rs_lane *lane)
 			break;
 		/* Drop the newest flag first. */
 		if (wanted & IORING_SETUP_DEFER_TASKRUN)
-			wanted &= ~IORING_SETUP_DEFER_TASKRUN;
+			setup_flags_rejected |= IORING_SETUP_DEFER_TASKRUN;
 		else if (wanted & IORING_SETUP_SINGLE_ISSUER)
-			wanted &= ~IORING_SETUP_SINGLE_ISSUER;
+			setup_flags_rejected |= IORING_SETUP_SINGLE_ISSUER;
 		else
-			wanted &= ~IORING_SETUP_SUBMIT_ALL;
+			setup_flags_rejected |= IORING_SETUP_SUBMIT_ALL;
+		wanted &= ~setup_flags_rejected;
 	}
 	if (ret < 0)
 		return ret;
@@ -197,7 +198,7 @@ void rs_lane_leave(struct rs_lane *lane)
 	 * submission while another thread could close and reuse that number. */
 	if (lane->unsubmitted)
 		enter_ring(lane, 0);
-	if (lane->dirty_count || lane->in_flight) {
+	if (lane->dirty_count || lane->sends_in_flight) {
 		if (!atomic_load_explicit(&lane->dirty_since_ns, memory_order_relaxed))
 			atomic_store_explicit(&lane->dirty_since_ns, rs_now_ns(),
 					      memory_order_relaxed);
@@ -272,6 +273,7 @@ static void complete(struct rs_lane *lane, struct io_uring_cqe *cqe, bool can_su
 		op->done = true;
 		break;
 	case RS_OP_SEND:
+		lane->sends_in_flight--;
 		socket = op->socket;
 		pthread_mutex_lock(&socket->lock);
 		rs_socket_send_done(socket, lane, can_submit, cqe->res);
@@ -512,7 +514,7 @@ static void lane_destroy(void *argument)
 
 	rs_lane_enter(lane);
 	rs_lane_submit(lane);
-	while (lane->in_flight && rs_now_ns() < deadline) {
+	while (lane->sends_in_flight && rs_now_ns() < deadline) {
 		struct __kernel_timespec timeout = { .tv_sec = 0, .tv_nsec = 100000000 };
 		struct io_uring_cqe *cqe;
 
@@ -614,7 +616,7 @@ static bool service_lane(struct rs_lane *lane)
 			rs_socket_unref(socket);
 	}
 	lane->dirty_count = kept;
-	left = lane->dirty_count || lane->in_flight;
+	left = lane->dirty_count || lane->sends_in_flight;
 	if (!left)
 		atomic_store_explicit(&lane->dirty_since_ns, 0, memory_order_relaxed);
 	return left;

@@ -144,6 +144,7 @@ ssize_t rs_send_queue_append(struct rs_send_queue *queue, const struct iovec *io
 int rs_send_queue_peek(const struct rs_send_queue *queue, struct iovec *iov, int max);
 void rs_send_queue_consume(struct rs_send_queue *queue, size_t bytes);
 void rs_send_queue_clear(struct rs_send_queue *queue);
+void rs_send_queue_atfork_child(void);
 
 /* ---- operations and lanes (lane.c) ----------------------------------------- */
 
@@ -177,6 +178,7 @@ struct rs_lane {
 	int cpu;
 	struct rs_lane_stats *stats;
 	unsigned in_flight;        /* operations whose CQE is not yet reaped */
+	unsigned sends_in_flight;  /* of which sends: what the flusher watches */
 	unsigned unsubmitted;      /* SQEs prepared since the last submit */
 	unsigned cq_entries;
 	/* Sockets with queued bytes and no send in flight, each holding a ref. */

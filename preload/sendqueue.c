@@ -13,6 +13,36 @@
 
 #include "ringsteer.h"
 
+/* Freed chunks of the usual size are kept for the next write: a malloc and
+ * free per write made the C library return the memory to the kernel and
+ * fault it back in, over and over.  Bounded, and shared by all threads. */
+#define CACHED_CHUNKS_MAX 64
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rs_chunk *cached_chunks;
+static unsigned cached_count;
+
+static void chunk_free(struct rs_chunk *chunk)
+{
+	if (chunk->capacity == RS_CHUNK_SIZE) {
+		pthread_mutex_lock(&cache_lock);
+		if (cached_count < CACHED_CHUNKS_MAX) {
+			chunk->next = cached_chunks;
+			cached_chunks = chunk;
+			cached_count++;
+			chunk = NULL;
+		}
+		pthread_mutex_unlock(&cache_lock);
+	}
+	free(chunk);
+}
+
+/* Another thread may have held the lock at fork. */
+void rs_send_queue_atfork_child(void)
+{
+	pthread_mutex_init(&cache_lock, NULL);
+}
+
 void rs_send_queue_init(struct rs_send_queue *queue)
 {
 	queue->head = NULL;
@@ -23,7 +53,19 @@ void rs_send_queue_init(struct rs_send_queue *queue)
 static struct rs_chunk *chunk_new(size_t want)
 {
 	size_t capacity = want < RS_CHUNK_SIZE ? RS_CHUNK_SIZE : want;
-	struct rs_chunk *chunk = malloc(sizeof(*chunk) + capacity);
+	struct rs_chunk *chunk = NULL;
+
+	if (capacity == RS_CHUNK_SIZE && __atomic_load_n(&cached_count, __ATOMIC_RELAXED)) {
+		pthread_mutex_lock(&cache_lock);
+		chunk = cached_chunks;
+		if (chunk) {
+			cached_chunks = chunk->next;
+			cached_count--;
+		}
+		pthread_mutex_unlock(&cache_lock);
+	}
+	if (!chunk)
+		chunk = malloc(sizeof(*chunk) + capacity);
 
 	if (!chunk)
 		return NULL;
@@ -106,7 +148,7 @@ void rs_send_queue_consume(struct rs_send_queue *queue, size_t bytes)
 		queue->head = chunk->next;
 		if (!queue->head)
 			queue->tail = NULL;
-		free(chunk);
+		chunk_free(chunk);
 	}
 }
 
@@ -117,7 +159,7 @@ void rs_send_queue_clear(struct rs_send_queue *queue)
 	while (chunk) {
 		struct rs_chunk *next = chunk->next;
 
-		free(chunk);
+		chunk_free(chunk);
 		chunk = next;
 	}
 	rs_send_queue_init(queue);

@@ -154,6 +154,7 @@ void rs_socket_start_send(struct rs_socket *socket, struct rs_lane *lane)
 	socket->tx_in_flight = true;
 	socket->tx_lane = lane;
 	socket->tx_listed = false;
+	lane->sends_in_flight++;
 	rs_socket_ref(socket);
 }
 
@@ -182,6 +183,7 @@ bool rs_socket_start_linked_send(struct rs_socket *socket, struct rs_lane *lane)
 	socket->tx_linked = true;
 	socket->tx_lane = lane;
 	socket->tx_listed = false;
+	lane->sends_in_flight++;
 	rs_socket_ref(socket);
 	return true;
 }
@@ -613,6 +615,7 @@ void rs_sockets_atfork_child(void)
 	int size = rs_fdtable_size();
 
 	orphans_atfork_child();
+	rs_send_queue_atfork_child();
 	pthread_mutex_init(&free_lock, NULL);
 	for (int fd = 0; fd < size; fd++) {
 		struct rs_socket *socket = rs_fd_get(fd);
