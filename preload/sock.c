@@ -235,6 +235,12 @@ void rs_socket_send_done(struct rs_socket *socket, struct rs_lane *lane, bool ow
 		}
 	} else if (result < 0 && result != -ECANCELED && result != -EINTR && result != -EAGAIN) {
 		record_send_error(socket, result);
+		/* A failed connection is an event for both directions: an
+		 * edge-triggered waiter for room must hear of it. */
+		socket->tx_blocked = false;
+		socket->tx_generation++;
+		socket->rx_generation++;
+		lane->readiness_changes++;
 		return;
 	}
 	if (!socket->txq.bytes) {
