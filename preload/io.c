@@ -729,6 +729,50 @@ long rs_sendmsg(int fd, const struct msghdr *message, int flags)
 	return result;
 }
 
+/*
+ * sendfile of a file into the socket's queue: the file's bytes are read
+ * into it (one read, no sendfile of its own) and leave with the bytes queued
+ * before them, in the lane's next send.  Up to the queue's room; a blocking
+ * call that wants more, or an in_fd that cannot be read at an offset (a
+ * pipe), takes the kernel's sendfile.  Returns -ENOTSUP for those.
+ */
+static long queue_file(struct rs_socket *socket, struct rs_lane *lane, int in_fd, off_t *offset,
+		       size_t count)
+{
+	bool nonblocking = socket->nonblocking;
+	long result;
+	size_t room;
+
+	if (!count || socket->kind != RS_SOCKET_CONNECTED || socket->kernel_path ||
+	    socket->has_timeouts || (nonblocking && !rs_config.event_sockets))
+		return -ENOTSUP;
+	rs_lane_enter(lane);
+	pthread_mutex_lock(&socket->lock);
+	room = rs_config.txq_bytes > socket->txq.bytes ? rs_config.txq_bytes - socket->txq.bytes : 0;
+	if (socket->tx_error || socket->write_shut || socket->broken || (!nonblocking && count > room)) {
+		result = -ENOTSUP;
+	} else if (!room) {
+		socket->tx_blocked = true;
+		result = -EAGAIN;
+	} else {
+		result = rs_send_queue_append_file(&socket->txq, in_fd, offset,
+						   count < room ? count : room);
+		if (result == -ESPIPE || result == -EINVAL || result == -EISDIR)
+			result = -ENOTSUP;
+		if (result > 0 && !socket->tx_in_flight &&
+		    (socket->tx_lane != lane || !socket->tx_listed)) {
+			socket->tx_lane = lane;
+			socket->tx_listed = true;
+			rs_lane_mark_dirty(lane, socket);
+		}
+	}
+	pthread_mutex_unlock(&socket->lock);
+	if (lane->dirty_count >= rs_config.batch)
+		rs_lane_submit(lane);
+	rs_lane_leave(lane);
+	return result;
+}
+
 static long sendfile_common(int out_fd, int in_fd, off_t *offset, size_t count, bool large)
 {
 	struct rs_socket *socket = rs_fd_get(out_fd);
@@ -736,6 +780,17 @@ static long sendfile_common(int out_fd, int in_fd, off_t *offset, size_t count, 
 
 	struct rs_lane *lane = NULL;
 
+	struct rs_socket *source = rs_fd_get(in_fd);
+
+	if (source)
+		rs_socket_unref(source); /* its bytes may be received ahead: the kernel's */
+	if (socket && !source && (lane = rs_lane_get())) {
+		result = queue_file(socket, lane, in_fd, offset, count);
+		if (result != -ENOTSUP) {
+			rs_socket_unref(socket);
+			return result;
+		}
+	}
 	if (socket) {
 		int ret = 0;
 

@@ -140,6 +140,11 @@ void rs_send_queue_init(struct rs_send_queue *queue);
 /* Appends up to limit bytes from iov; returns the number appended or -ENOMEM. */
 ssize_t rs_send_queue_append(struct rs_send_queue *queue, const struct iovec *iov,
 			     int iovcnt, size_t limit);
+/* Appends up to count bytes read from fd (at *offset, which advances, or at
+ * its file position if offset is NULL); returns the number or -errno.  An
+ * empty chunk it added stays for the next append. */
+ssize_t rs_send_queue_append_file(struct rs_send_queue *queue, int fd, off_t *offset,
+				  size_t count);
 /* Describes the first queued bytes in at most max iovecs; returns the count. */
 int rs_send_queue_peek(const struct rs_send_queue *queue, struct iovec *iov, int max);
 void rs_send_queue_consume(struct rs_send_queue *queue, size_t bytes);

@@ -10,6 +10,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ringsteer.h"
 
@@ -113,6 +114,39 @@ ssize_t rs_send_queue_append(struct rs_send_queue *queue, const struct iovec *io
 		}
 	}
 	return (ssize_t)appended;
+}
+
+ssize_t rs_send_queue_append_file(struct rs_send_queue *queue, int fd, off_t *offset,
+				  size_t count)
+{
+	struct rs_chunk *tail = queue->tail;
+	ssize_t got;
+
+	/* One contiguous read: into the tail's room if it fits, else into a
+	 * chunk of its own. */
+	if (!tail || tail->capacity - tail->end < count) {
+		tail = chunk_new(count);
+		if (!tail)
+			return -ENOMEM;
+		if (queue->tail)
+			queue->tail->next = tail;
+		else
+			queue->head = tail;
+		queue->tail = tail;
+	}
+	do {
+		if (offset)
+			got = pread(fd, tail->data + tail->end, count, *offset);
+		else
+			got = REAL(read)(fd, tail->data + tail->end, count);
+	} while (got < 0 && errno == EINTR);
+	if (got < 0)
+		return -errno;
+	if (offset)
+		*offset += got;
+	tail->end += (size_t)got;
+	queue->bytes += (size_t)got;
+	return got;
 }
 
 int rs_send_queue_peek(const struct rs_send_queue *queue, struct iovec *iov, int max)
