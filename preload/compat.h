@@ -33,6 +33,28 @@
 #define IORING_CQE_F_BUF_MORE (1U << 4)
 #endif
 
+/* Kernel 6.12: a wait for several completions may end early once one has
+ * come and min_wait_usec (the pad of io_uring_getevents_arg) has passed. */
+#ifndef IORING_FEAT_MIN_TIMEOUT
+#define IORING_FEAT_MIN_TIMEOUT (1U << 15)
+#endif
+
+/* Makes the prepared SQEs visible to the kernel and returns how many wait
+ * for submission: what liburing 2.3 does inside io_uring_submit, kept
+ * internal there.  Its SQ array is filled once at setup, so only the tail
+ * moves (no SQPOLL here). */
+static inline unsigned rs_compat_flush_sq(struct io_uring *ring)
+{
+	struct io_uring_sq *sq = &ring->sq;
+	unsigned tail = sq->sqe_tail;
+
+	if (sq->sqe_head != tail) {
+		sq->sqe_head = tail;
+		io_uring_smp_store_release(sq->ktail, tail);
+	}
+	return tail - *sq->khead;
+}
+
 /* Kernel 6.15: epoll_wait as an operation. */
 #define RS_IORING_OP_EPOLL_WAIT 57
 

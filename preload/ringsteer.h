@@ -184,6 +184,7 @@ struct rs_lane {
 	struct rs_lane_stats *stats;
 	unsigned in_flight;        /* operations whose CQE is not yet reaped */
 	unsigned sends_in_flight;  /* of which sends: what the flusher watches */
+	unsigned sends_prepared;   /* sends among the SQEs not yet submitted */
 	unsigned unsubmitted;      /* SQEs prepared since the last submit */
 	unsigned cq_entries;
 	/* Sockets with queued bytes and no send in flight, each holding a ref. */

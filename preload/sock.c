@@ -155,6 +155,7 @@ void rs_socket_start_send(struct rs_socket *socket, struct rs_lane *lane)
 	socket->tx_lane = lane;
 	socket->tx_listed = false;
 	lane->sends_in_flight++;
+	lane->sends_prepared++;
 	rs_socket_ref(socket);
 }
 
