@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -49,7 +50,8 @@
 /* One application listener and its lanes' listeners. */
 struct server {
 	int application;
-	struct sockaddr_in address;
+	struct sockaddr_storage address;
+	socklen_t address_length;
 	int lane_count;
 	struct rs_steer_listener lanes[LANES];
 	int slots[LANES];
@@ -103,20 +105,44 @@ static void publish_all(void)
 		rs_steer_publish((unsigned)slots[lane], held.open[lane], 0);
 }
 
-/* Listens on 127.0.0.1 (a fresh port) as the application does, then opens
+static unsigned port_of(const struct server *server)
+{
+	if (server->address.ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)&server->address)->sin6_port);
+	return ntohs(((const struct sockaddr_in *)&server->address)->sin_port);
+}
+
+/* Listens on address (a fresh port) as the application does, then opens
  * a listener for each of the given lanes. */
-static struct server *open_server(int lane_count, const int *lanes)
+static struct server *open_server_on(const char *address, int lane_count, const int *lanes)
 {
 	struct server *server;
-	socklen_t length = sizeof(struct sockaddr_in);
+	socklen_t length;
+	int off = 0;
 
 	assert_true(server_count < 2);
 	server = &servers[server_count++];
 	memset(server, 0, sizeof(*server));
-	server->application = REAL(socket)(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (strchr(address, ':')) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&server->address;
+
+		in6->sin6_family = AF_INET6;
+		assert_int_equal(inet_pton(AF_INET6, address, &in6->sin6_addr), 1);
+		length = sizeof(*in6);
+	} else {
+		struct sockaddr_in *in = (struct sockaddr_in *)&server->address;
+
+		in->sin_family = AF_INET;
+		assert_int_equal(inet_pton(AF_INET, address, &in->sin_addr), 1);
+		length = sizeof(*in);
+	}
+	server->address_length = length;
+	server->application = REAL(socket)(server->address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_true(server->application >= 0);
-	server->address.sin_family = AF_INET;
-	server->address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	/* A dual-stack listener, as servers listening on [::] usually are. */
+	if (server->address.ss_family == AF_INET6)
+		assert_int_equal(REAL(setsockopt)(server->application, IPPROTO_IPV6, IPV6_V6ONLY, &off,
+						  sizeof(off)), 0);
 	assert_int_equal(rs_steer_prepare_bind(server->application,
 					       (struct sockaddr *)&server->address, length), 0);
 	assert_int_equal(REAL(bind)(server->application, (struct sockaddr *)&server->address, length), 0);
@@ -138,19 +164,39 @@ static struct server *open_server(int lane_count, const int *lanes)
 	return server;
 }
 
+static struct server *open_server(int lane_count, const int *lanes)
+{
+	return open_server_on("127.0.0.1", lane_count, lanes);
+}
+
 static void add_lane(struct server *server, int lane)
 {
 	assert_true(rs_steer_listener_open(server->application, (unsigned)slots[lane],
 					   &server->lanes[lane]) >= 0);
 }
 
+/* Connects to the server's address, or to 127.0.0.1 on its port for a
+ * listener on [::] (an IPv4 client of a dual-stack listener). */
 static int connect_client(const struct server *server)
 {
-	int client = REAL(socket)(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_storage target = server->address;
+	socklen_t length = server->address_length;
+	int client;
 
+	if (target.ss_family == AF_INET6 &&
+	    IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&target)->sin6_addr)) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&target;
+
+		memset(&target, 0, sizeof(target));
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16_t)port_of(server));
+		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		length = sizeof(*in);
+	}
+	client = REAL(socket)(target.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_true(client >= 0);
-	if (REAL(connect)(client, (const struct sockaddr *)&server->address, sizeof(server->address)) < 0)
-		fail_msg("connect to port %u: %s", ntohs(server->address.sin_port), strerror(errno));
+	if (REAL(connect)(client, (const struct sockaddr *)&target, length) < 0)
+		fail_msg("connect to port %u: %s", port_of(server), strerror(errno));
 	return client;
 }
 
@@ -365,7 +411,7 @@ static void read_status(const struct server *server, unsigned long long *steered
 	snprintf(command, sizeof(command),
 		 "%s status --json --dir %s | jq -r '.groups[] | select(.address == \"127.0.0.1:%u\") | "
 		 ".slots[] | \"\\(.slot) \\(.steered) \\(.pending)\"'",
-		 tool, bpf_dir, ntohs(server->address.sin_port));
+		 tool, bpf_dir, port_of(server));
 	output = popen(command, "r");
 	assert_non_null(output);
 	while (fgets(line, sizeof(line), output)) {
@@ -612,6 +658,33 @@ static void test_two_ports_are_steered_independently(void **state)
 	}
 }
 
+/* The group of an IPv6 address, and of a dual-stack listener on [::] that
+ * IPv4 clients reach: round robin shows each is steered as one group. */
+static void test_ipv6_listeners_are_steered(void **state)
+{
+	const char *addresses[] = { "::1", "::" };
+
+	configure("round-robin", 0, 0);
+	for (int a = 0; a < 2; a++) {
+		struct server *server = open_server_on(addresses[a], LANES, NULL);
+		unsigned counts[LANES] = { 0 };
+		int previous = -1;
+
+		for (int i = 0; i < 40; i++) {
+			int lane = connect_and_hold(server);
+
+			assert_true(lane >= 0);
+			if (previous >= 0)
+				assert_int_equal(lane, (previous + 1) % LANES);
+			previous = lane;
+			counts[lane]++;
+		}
+		for (int lane = 0; lane < LANES; lane++)
+			assert_int_equal(counts[lane], 10);
+		teardown(state);
+	}
+}
+
 static void test_closing_listener_moves_its_queue(void **state)
 {
 	const int closing = 1, connections = 40;
@@ -723,6 +796,66 @@ static void test_slots_are_per_process(void **state)
 	rs_steer_slot_release((unsigned)child_slot);
 }
 
+/* A worker that drops root after fork (nginx) still claims a slot and
+ * publishes through the maps its parent opened as root. */
+static void test_worker_that_dropped_root_still_publishes(void **state)
+{
+	struct server *server;
+	struct rs_steer_slot published;
+	union bpf_attr attributes;
+	char path[256];
+	int pipe_fds[2], report[2] = { -1, -1 }, status, map;
+	uint32_t key;
+	pid_t child;
+
+	configure("least-loaded", 0, 0);
+	server = open_server(0, NULL);
+	assert_int_equal(pipe(pipe_fds), 0);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		struct rs_steer_listener listener;
+
+		if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(1);
+		report[0] = rs_steer_slot_claim(0, -1);
+		if (report[0] >= 0)
+			rs_steer_publish((unsigned)report[0], 7, 500);
+		report[1] = rs_steer_listener_open(server->application, (unsigned)report[0], &listener);
+		(void)!write(pipe_fds[1], report, sizeof(report));
+		/* Stay alive until the parent has looked: a dead owner's slot
+		 * is free for the taking. */
+		(void)!read(pipe_fds[0], &status, 1);
+		_exit(0);
+	}
+	assert_int_equal(read(pipe_fds[0], report, sizeof(report)), (ssize_t)sizeof(report));
+	print_message("after setuid: slot %d, lane listener %d (%s)\n", report[0], report[1],
+		      report[1] < 0 ? strerror(-report[1]) : "ok");
+	assert_true(report[0] >= 0);
+	snprintf(path, sizeof(path), "%s/%s", bpf_dir, RS_STEER_PIN_SLOTS);
+	memset(&attributes, 0, sizeof(attributes));
+	attributes.pathname = (uint64_t)(uintptr_t)path;
+	map = (int)syscall(__NR_bpf, BPF_OBJ_GET, &attributes, sizeof(attributes));
+	assert_true(map >= 0);
+	key = (uint32_t)report[0];
+	memset(&attributes, 0, sizeof(attributes));
+	attributes.map_fd = (uint32_t)map;
+	attributes.key = (uint64_t)(uintptr_t)&key;
+	attributes.value = (uint64_t)(uintptr_t)&published;
+	assert_int_equal(syscall(__NR_bpf, BPF_MAP_LOOKUP_ELEM, &attributes, sizeof(attributes)), 0);
+	REAL(close)(map);
+	(void)!write(pipe_fds[1], "x", 1);
+	(void)!write(pipe_fds[1], "x", 1);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	REAL(close)(pipe_fds[0]);
+	REAL(close)(pipe_fds[1]);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(published.owner_pid, (uint32_t)child);
+	assert_int_equal(published.open, 7);
+	assert_int_equal(published.busy, 500);
+	assert_int_equal(published.alive, 1);
+}
+
 /* The migration test wants net.ipv4.tcp_migrate_req=1; restored after. */
 static int migrate_setup(void **state)
 {
@@ -762,11 +895,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_p2c_avoids_the_loaded_lane, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_ports_are_steered_independently, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_ipv6_listeners_are_steered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_closing_listener_moves_its_queue, migrate_setup,
 						migrate_teardown),
 		cmocka_unit_test_setup_teardown(test_without_the_program_lanes_still_listen, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_slots_are_per_process, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_worker_that_dropped_root_still_publishes, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests_name("steer", tests, group_setup, group_teardown);
