@@ -30,7 +30,10 @@
 #define AF_INET 2
 #define AF_INET6 10
 #define TIER_NONE 4
-#define SELECT_ATTEMPTS 8
+/* Each failed selection excludes its slot: trying them all is bounded. */
+/* Bounded by the verifier's budget; a stale slot is unregistered by the
+ * attempt that finds it (below), so they do not pile up. */
+#define SELECT_ATTEMPTS 16
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -251,7 +254,7 @@ static __always_inline __u32 *find_group(struct sk_reuseport_md *ctx)
 
 static __always_inline int steer(struct sk_reuseport_md *ctx)
 {
-	__u32 zero = 0, *group_id, index, policy;
+	__u32 zero = 0, *group_id, index, policy, registration;
 	struct rs_steer_config *config;
 	struct rs_steer_member *member;
 	struct rs_steer_group *group;
@@ -276,14 +279,21 @@ static __always_inline int steer(struct sk_reuseport_md *ctx)
 		if (slot < 0 || slot >= RS_STEER_MAX_SLOTS)
 			break;
 		index = scan.group * RS_STEER_MAX_SLOTS + (__u32)slot;
+		member = bpf_map_lookup_elem(&rs_members, &index);
+		if (!member)
+			break;
+		/* The lane fills the sockarray before it publishes a new
+		 * registration, so a failure under this one means its listener
+		 * is gone (a process that died without closing): unregister it,
+		 * unless the lane registered again meanwhile. */
+		registration = member->listening;
 		if (bpf_sk_select_reuseport(ctx, &rs_listeners, &index, 0) == 0) {
-			member = bpf_map_lookup_elem(&rs_members, &index);
-			if (member) {
-				__sync_fetch_and_add(&member->pending, 1);
-				__sync_fetch_and_add(&member->steered, 1);
-			}
+			__sync_fetch_and_add(&member->pending, 1);
+			__sync_fetch_and_add(&member->steered, 1);
 			return SK_PASS;
 		}
+		if (registration)
+			__sync_val_compare_and_swap(&member->listening, registration, 0);
 		scan.excluded |= 1ull << slot;
 	}
 	/* No live listener in the group: the kernel's hashing is all that is

@@ -85,9 +85,12 @@ struct rs_steer_slot {
 
 /*
  * rs_members[group * RS_STEER_MAX_SLOTS + slot] (BPF_F_MMAPABLE): one
- * lane's listener in one group.  listening is a plain store by the lane
- * (set after the listener is in the sockarray, cleared before it closes);
- * pending and steered are atomic: the program adds, the lane subtracts.
+ * lane's listener in one group.  listening is the registration: 0 none,
+ * else a number new for each registration, stored by the lane after the
+ * listener is in the sockarray and cleared before it closes; the program
+ * clears it (compare-and-swap, so never a newer one) when the listener
+ * turns out to be gone.  pending and steered are atomic: the program adds,
+ * the lane subtracts.
  */
 struct rs_steer_member {
 	__u32 listening;

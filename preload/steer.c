@@ -454,6 +454,16 @@ static int backlog_of(int fd)
 	return (int)info.tcpi_sacked;
 }
 
+/* A registration number no earlier registration of any slot had (in
+ * practice): the program only unregisters the one it saw fail. */
+static uint32_t new_registration(void)
+{
+	static _Atomic uint32_t counter;
+	uint32_t value = ((uint32_t)getpid() << 12) ^ (atomic_fetch_add(&counter, 1) + 1);
+
+	return value ? value : 1;
+}
+
 /* Joins the group's steering: the program (attaching it again is harmless
  * and covers a group that formed before the program was loaded) and the
  * sockarray slot; returns the group id. */
@@ -476,7 +486,7 @@ static int register_listener(int fd, const struct rs_steer_group_key *key, unsig
 	result = bpf_update(steer.listeners, &index, &value, BPF_ANY);
 	if (result < 0)
 		return result;
-	__atomic_store_n(&member->listening, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&member->listening, new_registration(), __ATOMIC_RELEASE);
 	return group;
 }
 
