@@ -804,13 +804,14 @@ static void test_worker_that_dropped_root_still_publishes(void **state)
 	struct rs_steer_slot published;
 	union bpf_attr attributes;
 	char path[256];
-	int pipe_fds[2], report[2] = { -1, -1 }, status, map;
+	int pipe_fds[2], go_fds[2], report[2] = { -1, -1 }, status, map;
 	uint32_t key;
 	pid_t child;
 
 	configure("least-loaded", 0, 0);
 	server = open_server(0, NULL);
 	assert_int_equal(pipe(pipe_fds), 0);
+	assert_int_equal(pipe(go_fds), 0);
 	child = fork();
 	assert_true(child >= 0);
 	if (child == 0) {
@@ -825,7 +826,7 @@ static void test_worker_that_dropped_root_still_publishes(void **state)
 		(void)!write(pipe_fds[1], report, sizeof(report));
 		/* Stay alive until the parent has looked: a dead owner's slot
 		 * is free for the taking. */
-		(void)!read(pipe_fds[0], &status, 1);
+		(void)!read(go_fds[0], &status, 1);
 		_exit(0);
 	}
 	assert_int_equal(read(pipe_fds[0], report, sizeof(report)), (ssize_t)sizeof(report));
@@ -844,16 +845,71 @@ static void test_worker_that_dropped_root_still_publishes(void **state)
 	attributes.value = (uint64_t)(uintptr_t)&published;
 	assert_int_equal(syscall(__NR_bpf, BPF_MAP_LOOKUP_ELEM, &attributes, sizeof(attributes)), 0);
 	REAL(close)(map);
-	(void)!write(pipe_fds[1], "x", 1);
-	(void)!write(pipe_fds[1], "x", 1);
+	(void)!write(go_fds[1], "x", 1);
 	assert_int_equal(waitpid(child, &status, 0), child);
 	REAL(close)(pipe_fds[0]);
 	REAL(close)(pipe_fds[1]);
+	REAL(close)(go_fds[0]);
+	REAL(close)(go_fds[1]);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	assert_int_equal(published.owner_pid, (uint32_t)child);
 	assert_int_equal(published.open, 7);
 	assert_int_equal(published.busy, 500);
 	assert_int_equal(published.alive, 1);
+}
+
+/* A process that died without closing its listener leaves a registration
+ * behind: the program finds the listener gone, unregisters it, and places
+ * the connection elsewhere. */
+static void test_listener_of_a_dead_process_is_skipped(void **state)
+{
+	struct server *server;
+	char command[512], answer[32] = "";
+	int pipe_fds[2], child_slot = -1, status;
+	unsigned counts[LANES];
+	FILE *output;
+	pid_t child;
+
+	configure("least-loaded", 0, 0);
+	server = open_server(LANES, NULL);
+	for (int lane = 0; lane < LANES; lane++)
+		held.open[lane] = 5;
+	publish_all();
+	assert_int_equal(pipe(pipe_fds), 0);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		struct rs_steer_listener listener;
+		int slot = rs_steer_slot_claim(0, -1);
+
+		/* the least loaded of all, so the first one tried */
+		if (slot >= 0)
+			rs_steer_publish((unsigned)slot, 0, 0);
+		if (slot >= 0 && rs_steer_listener_open(server->application, (unsigned)slot, &listener) < 0)
+			slot = -1;
+		(void)!write(pipe_fds[1], &slot, sizeof(slot));
+		_exit(0);
+	}
+	assert_int_equal(read(pipe_fds[0], &child_slot, sizeof(child_slot)), (ssize_t)sizeof(child_slot));
+	assert_int_equal(waitpid(child, &status, 0), child);
+	REAL(close)(pipe_fds[0]);
+	REAL(close)(pipe_fds[1]);
+	assert_true(child_slot >= 0);
+	count_lanes(server, 20, counts);
+	assert_int_equal(counts[0] + counts[1] + counts[2] + counts[3], 20);
+	snprintf(command, sizeof(command),
+		 "%s status --json --dir %s | jq -r '.groups[] | select(.address == \"127.0.0.1:%u\") | "
+		 "[.slots[] | select(.slot == %d and .listening)] | length'",
+		 tool, bpf_dir, port_of(server), child_slot);
+	output = popen(command, "r");
+	assert_non_null(output);
+	if (!fgets(answer, sizeof(answer), output))
+		answer[0] = 0;
+	assert_int_equal(pclose(output), 0);
+	assert_string_equal(answer, "0\n");
+	/* and the dead process's slot is free again */
+	assert_int_equal(rs_steer_slot_claim(8, -1), child_slot);
+	rs_steer_slot_release((unsigned)child_slot);
 }
 
 /* The migration test wants net.ipv4.tcp_migrate_req=1; restored after. */
@@ -902,6 +958,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_slots_are_per_process, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_worker_that_dropped_root_still_publishes, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_listener_of_a_dead_process_is_skipped, setup,
 						teardown),
 	};
 
