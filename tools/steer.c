@@ -281,10 +281,14 @@ static int load_program(const struct steer_options *options)
 	libbpf_set_print(print_libbpf);
 	skeleton = open_and_load(options->dir, false, &error);
 	if (!skeleton) {
-		fprintf(stderr, "ringsteer: the migrate program does not load (%s); "
-			"listeners that close will reset their queued connections\n", strerror(-error));
+		int migrate_error = error;
+
 		remove_pins(options->dir);
 		skeleton = open_and_load(options->dir, true, &error);
+		if (skeleton)
+			fprintf(stderr, "ringsteer: the migrate program does not load (%s); "
+				"listeners that close will reset their queued connections\n",
+				strerror(-migrate_error));
 	}
 	if (!skeleton) {
 		fprintf(stderr, "ringsteer: cannot load the steering program: %s\n", strerror(-error));
