@@ -83,7 +83,8 @@ fi
 # ---- run --policy ----------------------------------------------------------
 "$TOOL" unload --dir "$DIR" >/dev/null || fail "unload failed"
 [ ! -e "$DIR" ] || fail "unload left $DIR"
-seen=$("$TOOL" run --policy hash --dir "$DIR" -- sh -c 'echo "$RINGSTEER_BPF_DIR"')
+# Under make SANITIZE=1 the ASan runtime must come before the shim.
+seen=$(LD_PRELOAD=${RINGSTEER_ASAN_LIB:-} "$TOOL" run --policy hash --dir "$DIR" -- sh -c 'echo "$RINGSTEER_BPF_DIR"')
 [ "$seen" = "$DIR" ] || fail "run --dir did not hand RINGSTEER_BPF_DIR to the command (got '$seen')"
 [ "$(status_field .policy)" = hash ] || fail "run --policy hash did not load the program with that policy"
 
