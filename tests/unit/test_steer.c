@@ -18,6 +18,7 @@
  * programs or REUSEPORT_SOCKARRAY; any other load failure fails.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
@@ -64,6 +65,7 @@ struct held {
 	int lane_of[MAX_HELD];
 	int count;
 	unsigned open[LANES];  /* what each lane publishes */
+	unsigned busy[LANES];
 };
 
 static char bpf_dir[128];
@@ -102,7 +104,7 @@ static void configure(const char *policy, unsigned stall_ms, unsigned cap)
 static void publish_all(void)
 {
 	for (int lane = 0; lane < LANES; lane++)
-		rs_steer_publish((unsigned)slots[lane], held.open[lane], 0);
+		rs_steer_publish((unsigned)slots[lane], held.open[lane], held.busy[lane]);
 }
 
 static unsigned port_of(const struct server *server)
@@ -386,6 +388,36 @@ static int teardown(void **state)
 
 /* ---- tests ------------------------------------------------------------------------ */
 
+/* BPF descriptors of this process; fails on one without FD_CLOEXEC. */
+static int count_bpf_descriptors(void)
+{
+	DIR *fds = opendir("/proc/self/fd");
+	struct dirent *entry;
+	int count = 0;
+
+	assert_non_null(fds);
+	while ((entry = readdir(fds))) {
+		char path[64], target[64];
+		ssize_t length;
+		int fd = atoi(entry->d_name);
+
+		if (entry->d_name[0] == '.' || fd == dirfd(fds))
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		length = readlink(path, target, sizeof(target) - 1);
+		if (length <= 0)
+			continue;
+		target[length] = 0;
+		if (strncmp(target, "anon_inode:bpf-", 15))
+			continue;
+		if (!(fcntl(fd, F_GETFD) & FD_CLOEXEC))
+			fail_msg("descriptor %d (%s) is not close-on-exec", fd, target);
+		count++;
+	}
+	closedir(fds);
+	return count;
+}
+
 /* The shim's descriptors must not leak into programs the server runs. */
 static void test_listener_is_close_on_exec_and_shares_the_address(void **state)
 {
@@ -399,6 +431,27 @@ static void test_listener_is_close_on_exec_and_shares_the_address(void **state)
 	assert_int_equal(getsockopt(server->application, SOL_SOCKET, SO_REUSEPORT, &reuseport, &length), 0);
 	assert_int_equal(reuseport, 1);
 	assert_int_equal(server->lanes[0].slot, (unsigned)slots[0]);
+	/* the shim's own map and program descriptors too */
+	assert_true(count_bpf_descriptors() >= 4);
+}
+
+/* busy_weight 2: a fully busy lane counts as two more connections.  Lane
+ * 0 (busy 1000 per mille) is chosen only once the others hold two more
+ * (ties go to the lowest slot): 30 connections give 6, 8, 8, 8. */
+static void test_busy_lane_counts_as_more_connections(void **state)
+{
+	struct server *server;
+	unsigned counts[LANES];
+
+	assert_int_equal(run_tool("load --policy least-loaded --stall-ms 0 --busy-weight 2"), 0);
+	server = open_server(LANES, NULL);
+	held.busy[0] = 1000;
+	publish_all();
+	count_lanes(server, 30, counts);
+	print_message("lane 0 busy: %u %u %u %u\n", counts[0], counts[1], counts[2], counts[3]);
+	assert_int_equal(counts[0], 6);
+	for (int lane = 1; lane < LANES; lane++)
+		assert_int_equal(counts[lane], 8);
 }
 
 static void read_status(const struct server *server, unsigned long long *steered, unsigned *pending)
@@ -940,6 +993,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_listener_is_close_on_exec_and_shares_the_address,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_equal_connections_spread_evenly, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_busy_lane_counts_as_more_connections, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_held_connections_send_new_ones_elsewhere, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_stalled_lane_gets_nothing_while_stalled, setup,
