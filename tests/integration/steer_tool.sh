@@ -95,4 +95,16 @@ if "$TOOL" status --dir "$DIR" >/dev/null 2>&1; then
 	fail "status succeeded with nothing loaded"
 fi
 "$TOOL" unload --dir "$DIR" >/dev/null || fail "a second unload failed"
-note "load, status, update, run --policy and unload behave"
+# ---- a machine without bpffs mounted -------------------------------------
+# In a private mount namespace (the machine's own mounts are untouched):
+# with /sys/fs/bpf unmounted there, load mounts bpffs itself.
+command -v unshare >/dev/null || fail "unshare (util-linux) is missing"
+mounted=$(unshare -m --propagation private bash -c '
+	umount /sys/fs/bpf 2>/dev/null
+	[ "$(stat -f -c %T /sys/fs/bpf)" != bpf_fs ] || { echo "still mounted"; exit 0; }
+	"$1" load --dir "$2" >/dev/null || { echo "load failed"; exit 0; }
+	stat -f -c %T /sys/fs/bpf
+	"$1" unload --dir "$2" >/dev/null' bash "$TOOL" "$DIR")
+[ "$mounted" = bpf_fs ] || fail "load did not mount bpffs on /sys/fs/bpf where it was missing ($mounted)"
+
+note "load, status, update, run --policy, unload and mounting bpffs behave"
