@@ -94,6 +94,16 @@ static int bpf_lookup(int map, const void *key, void *value)
 	return bpf_call(BPF_MAP_LOOKUP_ELEM, &attributes);
 }
 
+static int bpf_delete(int map, const void *key)
+{
+	union bpf_attr attributes;
+
+	memset(&attributes, 0, sizeof(attributes));
+	attributes.map_fd = (uint32_t)map;
+	attributes.key = (uint64_t)(uintptr_t)key;
+	return bpf_call(BPF_MAP_DELETE_ELEM, &attributes);
+}
+
 static void *map_memory(int map, size_t size)
 {
 	void *memory = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, map, 0);
@@ -362,18 +372,47 @@ static void group_key_of(const struct sockaddr_storage *address, struct rs_steer
 	}
 }
 
-/* The group id of an address, claimed if it has none yet.  Two processes
+static bool group_has_listeners(uint32_t id)
+{
+	for (unsigned slot = 0; slot < RS_STEER_MAX_SLOTS; slot++)
+		if (__atomic_load_n(&steer.members[id * RS_STEER_MAX_SLOTS + slot].listening,
+				    __ATOMIC_ACQUIRE))
+			return true;
+	return false;
+}
+
+/* Frees the ids of groups nobody listens on any more (servers that
+ * stopped, ephemeral ports).  Racing with a process about to register in
+ * such a group costs that process its steering (its connections get the
+ * kernel's hashing), never a wrong choice: the program cannot select a
+ * listener of another reuseport group.  Returns how many were freed. */
+static int reclaim_groups(void)
+{
+	struct rs_steer_group group;
+	uint32_t mapped;
+	int freed = 0;
+
+	for (uint32_t id = 0; id < RS_STEER_MAX_GROUPS; id++) {
+		if (bpf_lookup(steer.group_ids, &id, &group) < 0 || group_has_listeners(id))
+			continue;
+		if (bpf_lookup(steer.groups, &group.key, &mapped) == 0 && mapped == id)
+			bpf_delete(steer.groups, &group.key);
+		if (bpf_delete(steer.group_ids, &id) == 0)
+			freed++;
+	}
+	return freed;
+}
+
+/* Claims a group id for key by probing from its hash.  Two processes
  * racing for one address probe the same ids in the same order, and
  * BPF_NOEXIST lets exactly one claim each id: both end with the same. */
-static int group_of(const struct rs_steer_group_key *key)
+static int claim_group(const struct rs_steer_group_key *key)
 {
 	uint32_t id, start = 2166136261u;
 	const unsigned char *bytes = (const unsigned char *)key;
 	struct rs_steer_group group;
 	int result;
 
-	if (bpf_lookup(steer.groups, key, &id) == 0 && id < RS_STEER_MAX_GROUPS)
-		return (int)id;
 	for (size_t i = 0; i < sizeof(*key); i++)
 		start = (start ^ bytes[i]) * 16777619u;
 	for (unsigned probe = 0; probe < RS_STEER_MAX_GROUPS; probe++) {
@@ -392,6 +431,20 @@ static int group_of(const struct rs_steer_group_key *key)
 		return result < 0 ? result : (int)id;
 	}
 	return -ENOSPC;
+}
+
+/* The group id of an address, claimed if it has none yet. */
+static int group_of(const struct rs_steer_group_key *key)
+{
+	uint32_t id;
+	int result;
+
+	if (bpf_lookup(steer.groups, key, &id) == 0 && id < RS_STEER_MAX_GROUPS)
+		return (int)id;
+	result = claim_group(key);
+	if (result == -ENOSPC && reclaim_groups() > 0)
+		result = claim_group(key);
+	return result;
 }
 
 /* Options of the application's listener that its connections inherit, or

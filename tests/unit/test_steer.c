@@ -965,6 +965,31 @@ static void test_listener_of_a_dead_process_is_skipped(void **state)
 	rs_steer_slot_release((unsigned)child_slot);
 }
 
+/* Addresses come and go (ephemeral ports, restarted servers): groups that
+ * nobody listens on any more are reused, so steering never runs out. */
+static void test_groups_of_closed_addresses_are_reused(void **state)
+{
+	const int addresses = RS_STEER_MAX_GROUPS + 16;
+
+	configure("least-loaded", 0, 0);
+	for (int i = 0; i < addresses; i++) {
+		struct server *server = open_server(1, NULL);
+
+		assert_true(server->lanes[0].group < RS_STEER_MAX_GROUPS);
+		teardown(state);
+	}
+	/* and steering still works on a fresh one */
+	configure("round-robin", 0, 0);
+	{
+		struct server *server = open_server(LANES, NULL);
+		unsigned counts[LANES];
+
+		count_lanes(server, 8, counts);
+		for (int lane = 0; lane < LANES; lane++)
+			assert_int_equal(counts[lane], 2);
+	}
+}
+
 /* The migration test wants net.ipv4.tcp_migrate_req=1; restored after. */
 static int migrate_setup(void **state)
 {
@@ -1015,6 +1040,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_worker_that_dropped_root_still_publishes, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_listener_of_a_dead_process_is_skipped, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_groups_of_closed_addresses_are_reused, setup,
 						teardown),
 	};
 
