@@ -965,6 +965,84 @@ static void test_listener_of_a_dead_process_is_skipped(void **state)
 	rs_steer_slot_release((unsigned)child_slot);
 }
 
+/* Pre-fork servers: a second process (root, as a master's children are
+ * before they drop privileges) has a lane in the same group, accepts on
+ * it and publishes; connections are balanced across both processes. */
+static void test_two_processes_share_a_group(void **state)
+{
+	int only_first[] = { 0 }, accepted_pipe[2], quit_pipe[2], status;
+	unsigned parent_count = 0, child_count = 0;
+	struct server *server;
+	pid_t child;
+
+	configure("least-loaded", 0, 0);
+	server = open_server(1, only_first);
+	assert_int_equal(pipe(accepted_pipe), 0);
+	assert_int_equal(pipe(quit_pipe), 0);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		struct rs_steer_listener listener;
+		int slot = rs_steer_slot_claim(0, -1), held_fds[200], open = 0;
+
+		if (slot < 0 || rs_steer_listener_open(server->application, (unsigned)slot, &listener) < 0)
+			_exit(1);
+		rs_steer_publish((unsigned)slot, 0, 0);
+		(void)!write(accepted_pipe[1], "r", 1);
+		for (;;) {
+			struct pollfd fds[2] = { { listener.fd, POLLIN, 0 }, { quit_pipe[0], POLLIN, 0 } };
+
+			if (REAL(poll)(fds, 2, 30000) <= 0 || fds[1].revents)
+				_exit(0);
+			held_fds[open] = REAL(accept4)(listener.fd, NULL, NULL, SOCK_CLOEXEC);
+			if (held_fds[open] < 0 || open >= 199)
+				_exit(2);
+			rs_steer_accepted(&listener);
+			open++;
+			rs_steer_publish((unsigned)slot, (unsigned)open, 0);
+			(void)!write(accepted_pipe[1], "a", 1);
+		}
+	}
+	{
+		char ready = 0;
+
+		assert_int_equal(read(accepted_pipe[0], &ready, 1), 1);
+		assert_int_equal(ready, 'r');
+	}
+	for (int i = 0; i < 100; i++) {
+		struct pollfd fds[3] = { { server->lanes[0].fd, POLLIN, 0 },
+					 { accepted_pipe[0], POLLIN, 0 },
+					 { server->application, POLLIN, 0 } };
+		int client = connect_client(server);
+		char byte;
+
+		held.client[held.count] = client;
+		held.server[held.count++] = -1;
+		if (REAL(poll)(fds, 3, ACCEPT_TIMEOUT_MS) <= 0)
+			fail_msg("connection %d reached neither process within %d ms", i, ACCEPT_TIMEOUT_MS);
+		assert_int_equal(fds[2].revents, 0);
+		if (fds[0].revents & POLLIN) {
+			held.server[held.count - 1] = REAL(accept4)(server->lanes[0].fd, NULL, NULL, SOCK_CLOEXEC);
+			assert_true(held.server[held.count - 1] >= 0);
+			rs_steer_accepted(&server->lanes[0]);
+			held.open[0]++;
+			publish_all();
+			parent_count++;
+		} else {
+			assert_int_equal(read(accepted_pipe[0], &byte, 1), 1);
+			child_count++;
+		}
+	}
+	(void)!write(quit_pipe[1], "q", 1);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	for (int i = 0; i < 4; i++)
+		REAL(close)(i < 2 ? accepted_pipe[i] : quit_pipe[i - 2]);
+	print_message("two processes: %u and %u\n", parent_count, child_count);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(parent_count, 50);
+	assert_int_equal(child_count, 50);
+}
+
 /* Addresses come and go (ephemeral ports, restarted servers): groups that
  * nobody listens on any more are reused, so steering never runs out. */
 static void test_groups_of_closed_addresses_are_reused(void **state)
@@ -1043,6 +1121,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_groups_of_closed_addresses_are_reused, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_two_processes_share_a_group, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("steer", tests, group_setup, group_teardown);
