@@ -318,13 +318,22 @@ void rs_steer_slot_release(unsigned slot);
 /* On a TCP socket about to bind when rs_steer_wanted(): sets SO_REUSEPORT
  * so the per-lane listeners can share the address.  0 or -errno. */
 int rs_steer_prepare_bind(int fd, const struct sockaddr *address, socklen_t length);
+#define RS_STEER_UNREGISTERED (~0u)
 /* Opens a lane's listener on the application listener's address (same
- * family, copied options, same backlog), close-on-exec, blocking, in the
- * group's slot; fills *listener.  Returns its fd or -errno.  Registration
- * with the program failing leaves a working listener under kernel hashing
- * (listener->group == RS_STEER_MAX_GROUPS) and one warning. */
+ * family, copied options, same backlog), close-on-exec, blocking, and
+ * registers it in the group's slot; fills *listener.  Returns its fd or
+ * -errno.  Registration failing leaves a working listener under kernel
+ * hashing (listener->group == RS_STEER_MAX_GROUPS) and one warning.
+ * slot RS_STEER_UNREGISTERED: open only, for rs_steer_listener_register
+ * later.  The kernel lets only a socket of the same effective user join a
+ * reuseport group: a worker that has dropped root gets -EADDRINUSE here,
+ * so open its listeners before (the process that calls listen(), as root),
+ * and let the worker register one (that works after setuid). */
 int rs_steer_listener_open(int application_listener, unsigned slot,
 			   struct rs_steer_listener *listener);
+/* Puts an open, unregistered listener in the group's slot: 0 or -errno
+ * (-ENODEV: nothing loaded). */
+int rs_steer_listener_register(struct rs_steer_listener *listener, unsigned slot);
 /* Takes it out of the choice and closes it (REAL(close)); connections in
  * its queue move to the group's other listeners. */
 void rs_steer_listener_close(struct rs_steer_listener *listener);

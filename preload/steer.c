@@ -543,17 +543,42 @@ static int register_listener(int fd, const struct rs_steer_group_key *key, unsig
 	return group;
 }
 
+int rs_steer_listener_register(struct rs_steer_listener *listener, unsigned slot)
+{
+	int saved_errno = errno, result;
+	struct sockaddr_storage address;
+	socklen_t length = sizeof(address);
+	struct rs_steer_group_key key;
+
+	if (!listener || listener->fd < 0 || slot >= RS_STEER_MAX_SLOTS)
+		return -EINVAL;
+	if (!steer.loaded)
+		return -ENODEV;
+	if (getsockname(listener->fd, (struct sockaddr *)&address, &length) < 0) {
+		result = -errno;
+		errno = saved_errno;
+		return result;
+	}
+	group_key_of(&address, &key);
+	result = register_listener(listener->fd, &key, slot);
+	errno = saved_errno;
+	if (result < 0)
+		return result;
+	listener->group = (unsigned)result;
+	listener->slot = slot;
+	return 0;
+}
+
 int rs_steer_listener_open(int application_listener, unsigned slot, struct rs_steer_listener *listener)
 {
 	int saved_errno = errno, fd = -1, one = 1, result;
 	struct sockaddr_storage address;
 	socklen_t length = sizeof(address);
-	struct rs_steer_group_key key;
 
 	listener->fd = -1;
 	listener->group = RS_STEER_MAX_GROUPS;
-	listener->slot = slot;
-	if (slot >= RS_STEER_MAX_SLOTS)
+	listener->slot = RS_STEER_UNREGISTERED;
+	if (slot >= RS_STEER_MAX_SLOTS && slot != RS_STEER_UNREGISTERED)
 		return -EINVAL;
 	if (getsockname(application_listener, (struct sockaddr *)&address, &length) < 0) {
 		result = -errno;
@@ -584,17 +609,13 @@ int rs_steer_listener_open(int application_listener, unsigned slot, struct rs_st
 		result = -errno;
 		goto fail;
 	}
-	if (steer.loaded) {
-		group_key_of(&address, &key);
-		result = register_listener(fd, &key, slot);
-		if (result < 0) {
+	listener->fd = fd;
+	if (steer.loaded && slot != RS_STEER_UNREGISTERED) {
+		result = rs_steer_listener_register(listener, slot);
+		if (result < 0)
 			rs_warn("cannot register a lane's listener with the steering program (%s): kernel hashing",
 				strerror(-result));
-		} else {
-			listener->group = (unsigned)result;
-		}
 	}
-	listener->fd = fd;
 	errno = saved_errno;
 	return fd;
 fail:
