@@ -850,21 +850,26 @@ static void test_slots_are_per_process(void **state)
 }
 
 /* A worker that drops root after fork (nginx) still claims a slot and
- * publishes through the maps its parent opened as root. */
-static void test_worker_that_dropped_root_still_publishes(void **state)
+ * publishes through the maps its parent opened as root.  It cannot open a
+ * listener in the root-owned group any more (the kernel's rule), but it
+ * can register one opened before it dropped root, and then gets the
+ * connections. */
+static void test_worker_that_dropped_root_still_steers(void **state)
 {
+	struct rs_steer_listener spare;
 	struct server *server;
 	struct rs_steer_slot published;
 	union bpf_attr attributes;
 	char path[256];
-	int pipe_fds[2], go_fds[2], report[2] = { -1, -1 }, status, map;
+	int pipe_fds[2], report[4] = { -1, -1, -1, -1 }, status, map;
 	uint32_t key;
 	pid_t child;
 
 	configure("least-loaded", 0, 0);
 	server = open_server(0, NULL);
+	assert_true(rs_steer_listener_open(server->application, RS_STEER_UNREGISTERED, &spare) >= 0);
+	assert_int_equal(spare.group, RS_STEER_MAX_GROUPS);
 	assert_int_equal(pipe(pipe_fds), 0);
-	assert_int_equal(pipe(go_fds), 0);
 	child = fork();
 	assert_true(child >= 0);
 	if (child == 0) {
@@ -873,19 +878,36 @@ static void test_worker_that_dropped_root_still_publishes(void **state)
 		if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
 			_exit(1);
 		report[0] = rs_steer_slot_claim(0, -1);
-		if (report[0] >= 0)
-			rs_steer_publish((unsigned)report[0], 7, 500);
+		if (report[0] < 0)
+			_exit(2);
+		rs_steer_publish((unsigned)report[0], 7, 500);
 		report[1] = rs_steer_listener_open(server->application, (unsigned)report[0], &listener);
-		(void)!write(pipe_fds[1], report, sizeof(report));
-		/* Stay alive until the parent has looked: a dead owner's slot
-		 * is free for the taking. */
-		(void)!read(go_fds[0], &status, 1);
+		report[2] = rs_steer_listener_register(&spare, (unsigned)report[0]);
+		(void)!write(pipe_fds[1], report, 3 * sizeof(int));
+		/* accept the parent's ten connections (or give up after 30 s),
+		 * then say how many came */
+		report[3] = 0;
+		while (report[3] < 10) {
+			struct pollfd listening = { spare.fd, POLLIN, 0 };
+			int accepted;
+
+			if (REAL(poll)(&listening, 1, 30000) <= 0)
+				break;
+			accepted = REAL(accept4)(spare.fd, NULL, NULL, SOCK_CLOEXEC);
+			if (accepted < 0)
+				break;
+			rs_steer_accepted(&spare);
+			report[3]++;
+		}
+		(void)!write(pipe_fds[1], &report[3], sizeof(int));
 		_exit(0);
 	}
-	assert_int_equal(read(pipe_fds[0], report, sizeof(report)), (ssize_t)sizeof(report));
-	print_message("after setuid: slot %d, lane listener %d (%s)\n", report[0], report[1],
-		      report[1] < 0 ? strerror(-report[1]) : "ok");
+	assert_int_equal(read(pipe_fds[0], report, 3 * sizeof(int)), (ssize_t)(3 * sizeof(int)));
+	print_message("after setuid: slot %d, new lane listener %d (%s), registering one opened before: %d\n",
+		      report[0], report[1], report[1] < 0 ? strerror(-report[1]) : "ok", report[2]);
 	assert_true(report[0] >= 0);
+	assert_int_equal(report[2], 0);
+	/* its load, published with plain stores after setuid */
 	snprintf(path, sizeof(path), "%s/%s", bpf_dir, RS_STEER_PIN_SLOTS);
 	memset(&attributes, 0, sizeof(attributes));
 	attributes.pathname = (uint64_t)(uintptr_t)path;
@@ -898,17 +920,25 @@ static void test_worker_that_dropped_root_still_publishes(void **state)
 	attributes.value = (uint64_t)(uintptr_t)&published;
 	assert_int_equal(syscall(__NR_bpf, BPF_MAP_LOOKUP_ELEM, &attributes, sizeof(attributes)), 0);
 	REAL(close)(map);
-	(void)!write(go_fds[1], "x", 1);
-	assert_int_equal(waitpid(child, &status, 0), child);
-	REAL(close)(pipe_fds[0]);
-	REAL(close)(pipe_fds[1]);
-	REAL(close)(go_fds[0]);
-	REAL(close)(go_fds[1]);
-	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	assert_int_equal(published.owner_pid, (uint32_t)child);
 	assert_int_equal(published.open, 7);
 	assert_int_equal(published.busy, 500);
 	assert_int_equal(published.alive, 1);
+	/* every connection goes to the worker's registered listener */
+	for (int i = 0; i < 10; i++) {
+		struct pollfd application = { server->application, POLLIN, 0 };
+
+		held.client[held.count] = connect_client(server);
+		held.server[held.count++] = -1;
+		assert_int_equal(REAL(poll)(&application, 1, 0), 0);
+	}
+	assert_int_equal(read(pipe_fds[0], &report[3], sizeof(int)), (ssize_t)sizeof(int));
+	assert_int_equal(waitpid(child, &status, 0), child);
+	REAL(close)(pipe_fds[0]);
+	REAL(close)(pipe_fds[1]);
+	rs_steer_listener_close(&spare);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(report[3], 10);
 }
 
 /* A process that died without closing its listener leaves a registration
@@ -1115,7 +1145,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_without_the_program_lanes_still_listen, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_slots_are_per_process, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_worker_that_dropped_root_still_publishes, setup,
+		cmocka_unit_test_setup_teardown(test_worker_that_dropped_root_still_steers, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_listener_of_a_dead_process_is_skipped, setup,
 						teardown),
