@@ -816,8 +816,38 @@ static void test_without_the_program_lanes_still_listen(void **state)
 		lanes_used += used[i];
 	assert_true(lanes_used >= 2);
 
+	teardown(state);
+
+	/* Without the privilege to open the pinned maps (a process started
+	 * as another user): one warning, and lanes still get listeners. */
 	unsetenv("RINGSTEER_STEER");
 	setenv("RINGSTEER_BPF_DIR", bpf_dir, 1);
+	{
+		int pipe_fds[2], report[3] = { 0, 0, 0 }, status;
+		pid_t child;
+
+		assert_int_equal(pipe(pipe_fds), 0);
+		child = fork();
+		assert_true(child >= 0);
+		if (child == 0) {
+			rs_steer_shutdown();
+			if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+				_exit(1);
+			report[0] = rs_steer_init();
+			report[1] = rs_steer_wanted() && !rs_steer_loaded();
+			server = open_server(1, NULL);
+			report[2] = server->lanes[0].fd >= 0 && server->lanes[0].group == RS_STEER_MAX_GROUPS;
+			(void)!write(pipe_fds[1], report, sizeof(report));
+			_exit(0);
+		}
+		assert_int_equal(read(pipe_fds[0], report, sizeof(report)), (ssize_t)sizeof(report));
+		assert_int_equal(waitpid(child, &status, 0), child);
+		REAL(close)(pipe_fds[0]);
+		REAL(close)(pipe_fds[1]);
+		assert_int_equal(report[0], -EACCES);
+		assert_true(report[1]);
+		assert_true(report[2]);
+	}
 	assert_int_equal(rs_steer_init(), 0);
 }
 
