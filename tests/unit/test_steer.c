@@ -14,7 +14,9 @@
  * the policy is deterministic.  A connection on the application's own
  * listener (which no lane accepts on) fails the test.
  *
- * Needs root and BPF.  Skips (77) only when the kernel lacks sk_reuseport
+ * The run has its own mount namespace (a bpffs of its own, so nothing it
+ * pins outlives it) and network namespace (its sysctl and ports are its
+ * own).  Needs root and BPF.  Skips (77) only when the kernel lacks sk_reuseport
  * programs or REUSEPORT_SOCKARRAY; any other load failure fails.
  */
 #include <arpa/inet.h>
@@ -31,6 +33,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -305,6 +311,25 @@ static bool kernel_has_sockarray(void)
 	return true;
 }
 
+/* A new network namespace starts with lo down. */
+static int bring_loopback_up(void)
+{
+	struct ifreq request;
+	int fd = REAL(socket)(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), result = -1;
+
+	if (fd < 0)
+		return -1;
+	memset(&request, 0, sizeof(request));
+	snprintf(request.ifr_name, sizeof(request.ifr_name), "lo");
+	if (ioctl(fd, SIOCGIFFLAGS, &request) == 0) {
+		request.ifr_flags |= IFF_UP;
+		if (ioctl(fd, SIOCSIFFLAGS, &request) == 0)
+			result = 0;
+	}
+	REAL(close)(fd);
+	return result;
+}
+
 static int group_setup(void **state)
 {
 	struct rlimit files;
@@ -324,6 +349,16 @@ static int group_setup(void **state)
 	tool = getenv("RINGSTEER_TOOL");
 	if (!tool || !*tool)
 		tool = "tools/ringsteer";
+	/* A bpffs of our own, in a mount namespace of our own, and a network
+	 * namespace of our own: whatever this run pins, and the sysctl the
+	 * migration test sets, vanish with it, even if it is killed, and no
+	 * other test on the machine sees either. */
+	if (unshare(CLONE_NEWNS | CLONE_NEWNET) < 0 || bring_loopback_up() < 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700") < 0) {
+		print_message("cannot isolate the test in its own namespaces: %s\n", strerror(errno));
+		return -1;
+	}
 	snprintf(bpf_dir, sizeof(bpf_dir), "/sys/fs/bpf/ringsteer-test-steer-%d", (int)getpid());
 	status = run_tool("load --stall-ms 0");
 	if (status != 0) {
