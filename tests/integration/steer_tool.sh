@@ -8,6 +8,13 @@
 # second load only changes the configuration (the maps stay the same
 # objects); a bad policy changes nothing; run --policy loads if needed and
 # hands the directory to the command; unload removes everything.
+#
+# It runs in a mount namespace of its own with a fresh bpffs on /sys/fs/bpf,
+# so that nothing it pins outlives it, even if it is killed.
+if [ -z "${RINGSTEER_STEER_TOOL_NAMESPACE:-}" ] && [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
+	exec env RINGSTEER_STEER_TOOL_NAMESPACE=1 unshare -m --propagation private \
+		bash -c 'mount -t bpf -o mode=0700 bpf /sys/fs/bpf && exec bash "$0"' "$0"
+fi
 . "$(dirname "$0")/../lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "loading a BPF program needs root"
@@ -100,7 +107,7 @@ fi
 # with /sys/fs/bpf unmounted there, load mounts bpffs itself.
 command -v unshare >/dev/null || fail "unshare (util-linux) is missing"
 mounted=$(unshare -m --propagation private bash -c '
-	umount /sys/fs/bpf 2>/dev/null
+	while umount /sys/fs/bpf 2>/dev/null; do :; done
 	[ "$(stat -f -c %T /sys/fs/bpf)" != bpf_fs ] || { echo "still mounted"; exit 0; }
 	"$1" load --dir "$2" >/dev/null || { echo "load failed"; exit 0; }
 	stat -f -c %T /sys/fs/bpf
