@@ -46,6 +46,16 @@ TOOL_SRCS := $(sort $(wildcard tools/*.c))
 TOOL_OBJS := $(TOOL_SRCS:.c=.o)
 TOOL      := tools/ringsteer
 
+# ---- steering program -------------------------------------------------------
+# clang for the BPF target; <asm/types.h> lives in the host's multiarch dir.
+BPF_CLANG   ?= clang
+BPF_CFLAGS  := -target bpf -mcpu=v3 -O2 -g -Wall -Wextra -Werror -MMD -MP \
+               -I/usr/include/$(shell $(CC) -dumpmachine)
+BPF_SRCS    := $(sort $(wildcard bpf/*.bpf.c))
+BPF_OBJS    := $(BPF_SRCS:.c=.o)
+BPF_SKELS   := $(BPF_SRCS:.bpf.c=.skel.h)
+LIBBPF_LIBS := $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf)
+
 # ---- tests and benchmarks ---------------------------------------------------
 UNIT_SRCS   := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS   := $(UNIT_SRCS:.c=)
@@ -56,10 +66,19 @@ PROG_BINS   := $(PROG_SRCS:.c=)
 # test binary's own calls, exactly as in a preloaded process.
 UNIT_LIB_OBJS := $(LIB_OBJS)
 
-DEPS := $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(UNIT_SRCS:.c=.d) $(PROG_SRCS:.c=.d)
+DEPS := $(BPF_OBJS:.o=.d) $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(UNIT_SRCS:.c=.d) $(PROG_SRCS:.c=.d)
 
 .PHONY: all deps test unit integration bench install uninstall clean
-all: $(LIB) $(TOOL)
+all: $(LIB) $(TOOL) $(BPF_OBJS)
+
+bpf/%.bpf.o: bpf/%.bpf.c
+	$(quiet) CLANG $@
+	$(Q)$(BPF_CLANG) $(BPF_CFLAGS) -c -o $@ $<
+
+# Generated, never committed: the tool embeds the object through it.
+bpf/%.skel.h: bpf/%.bpf.o
+	$(quiet) GEN $@
+	$(Q)bpftool gen skeleton $< name $(*F)_bpf >$@.tmp && mv $@.tmp $@
 
 preload/%.o: preload/%.c
 	$(quiet) CC $@
@@ -77,11 +96,13 @@ $(LIB): $(LIB_OBJS) preload/libringsteer.map
 
 tools/%.o: tools/%.c
 	$(quiet) CC $@
-	$(Q)$(CC) $(ALL_CFLAGS) -Ipreload -c -o $@ $<
+	$(Q)$(CC) $(ALL_CFLAGS) -Ipreload -Ibpf -c -o $@ $<
+
+tools/steer.o: $(BPF_SKELS)
 
 $(TOOL): $(TOOL_OBJS)
 	$(quiet) LD $@
-	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDFLAGS)
+	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDFLAGS) $(LIBBPF_LIBS)
 
 tests/unit/%: tests/unit/%.c $(UNIT_LIB_OBJS)
 	$(quiet) CC $@
@@ -133,6 +154,7 @@ uninstall:
 
 clean:
 	$(quiet) CLEAN .
-	$(Q)rm -f $(LIB) preload/libringsteer.map $(LIB_OBJS) $(TOOL) $(TOOL_OBJS) $(UNIT_BINS) $(PROG_BINS) $(DEPS)
+	$(Q)rm -f $(LIB) preload/libringsteer.map $(LIB_OBJS) $(TOOL) $(TOOL_OBJS) \
+		$(BPF_OBJS) $(BPF_SKELS) $(UNIT_BINS) $(PROG_BINS) $(DEPS)
 
 -include $(DEPS)

@@ -382,4 +382,63 @@ void rs_epoll_forget_socket(struct rs_socket *socket);
 void rs_epoll_close(int fd);
 void rs_epoll_atfork_child(void);
 
+/* ---- connection steering (steer.c) ------------------------------------------
+ *
+ * A slot is one lane of one process, system-wide; a lane claims one when it
+ * is created, and owns one listener per steered address it accepts on.
+ * With nothing loaded (or RINGSTEER_STEER=0) every call below is harmless:
+ * a claim returns a slot number with no meaning, publishing does nothing.
+ */
+
+/* A lane's own listener on an application listener's address. */
+struct rs_steer_listener {
+	int fd;          /* -1: none */
+	unsigned group;  /* RS_STEER_MAX_GROUPS (bpf/steer.h): not steered, kernel hashing */
+	unsigned slot;
+};
+
+/* Opens the pinned maps under RINGSTEER_BPF_DIR (default
+ * /sys/fs/bpf/ringsteer) and maps the load.  0 when the program is usable;
+ * -errno otherwise (-ENOENT: nothing loaded, -ENODEV: RINGSTEER_STEER=0).
+ * Call again to re-read the environment; rs_steer_shutdown undoes it. */
+int rs_steer_init(void);
+void rs_steer_shutdown(void);
+/* Whether lanes should get their own listeners (the program is loaded, or
+ * RINGSTEER_STEER=1), and whether the program steers them. */
+bool rs_steer_wanted(void);
+bool rs_steer_loaded(void);
+/* Claims a free slot (or one whose owner process died) for a lane: its
+ * index in the process and its core (-1 unknown).  Returns the slot or
+ * -ENOSPC.  Release when the lane ends (after closing its listeners). */
+int rs_steer_slot_claim(unsigned lane, int cpu);
+void rs_steer_slot_release(unsigned slot);
+/* On a TCP socket about to bind when rs_steer_wanted(): sets SO_REUSEPORT
+ * so the per-lane listeners can share the address.  0 or -errno. */
+int rs_steer_prepare_bind(int fd, const struct sockaddr *address, socklen_t length);
+#define RS_STEER_UNREGISTERED (~0u)
+/* Opens a lane's listener on the application listener's address (same
+ * family, copied options, same backlog), close-on-exec, blocking, and
+ * registers it in the group's slot; fills *listener.  Returns its fd or
+ * -errno.  Registration failing leaves a working listener under kernel
+ * hashing (listener->group == RS_STEER_MAX_GROUPS) and one warning.
+ * slot RS_STEER_UNREGISTERED: open only, for rs_steer_listener_register
+ * later.  The kernel lets only a socket of the same effective user join a
+ * reuseport group: a worker that has dropped root gets -EADDRINUSE here,
+ * so open its listeners before (the process that calls listen(), as root),
+ * and let the worker register one (that works after setuid). */
+int rs_steer_listener_open(int application_listener, unsigned slot,
+			   struct rs_steer_listener *listener);
+/* Puts an open, unregistered listener in the group's slot: 0 or -errno
+ * (-ENODEV: nothing loaded). */
+int rs_steer_listener_register(struct rs_steer_listener *listener, unsigned slot);
+/* Takes it out of the choice and closes it (REAL(close)); connections in
+ * its queue move to the group's other listeners. */
+void rs_steer_listener_close(struct rs_steer_listener *listener);
+/* The lane's figures, plain stores: open connections, busy per mille
+ * (time outside its wait, smoothed), and a heartbeat (now). */
+void rs_steer_publish(unsigned slot, unsigned open, unsigned busy_permille);
+void rs_steer_heartbeat(unsigned slot);
+/* After each accept on listener: one fewer pending, one more open. */
+void rs_steer_accepted(const struct rs_steer_listener *listener);
+
 #endif

@@ -2,13 +2,16 @@
 /*
  * ringsteer: the operator's tool.
  *
- *   ringsteer run [--] COMMAND [ARGS...]   run COMMAND with the shim preloaded
+ *   ringsteer run [--policy P] [--] COMMAND [ARGS...]
+ *                                          run COMMAND with the shim preloaded
+ *                                          (with --policy, steering loaded)
  *   ringsteer stats [--json] [--all] [--dir DIR] [PID...]
  *                                          what the shim is doing, per process
  *                                          and per lane
  *
  * The counters come from the files each process under the shim publishes
  * (preload/stats_layout.h); reading them makes no request to the process.
+ * The steering commands (load, unload, status) are in steer.c.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -22,6 +25,7 @@
 #include <unistd.h>
 
 #include "stats_layout.h"
+#include "steer_commands.h"
 
 #define COUNTER_FIELDS(X) \
 	X(sockets_open) X(sockets_total) X(accepts) X(bytes_received) X(bytes_sent) \
@@ -36,8 +40,9 @@ struct totals {
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: ringsteer run [--] COMMAND [ARGS...]\n"
+		"usage: ringsteer run [--policy P] [--dir DIR] [--] COMMAND [ARGS...]\n"
 		"       ringsteer stats [--json] [--all] [--dir DIR] [PID...]\n"
+		STEER_USAGE
 		"       ringsteer --version\n");
 }
 
@@ -317,8 +322,15 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (!strcmp(argv[1], "run"))
-		return command_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "run")) {
+		int consumed = steer_run_options(argc - 1, argv + 1);
+
+		if (consumed < 0)
+			return -consumed;
+		return command_run(argc - 1 - consumed, argv + 1 + consumed);
+	}
+	if (!strcmp(argv[1], "load") || !strcmp(argv[1], "unload") || !strcmp(argv[1], "status"))
+		return steer_command(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "stats"))
 		return command_stats(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--version")) {
