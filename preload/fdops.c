@@ -30,10 +30,10 @@ static int close_socket(int fd)
 		rs_epoll_close(fd);
 		return kernel_result(REAL(close)(fd));
 	}
-	rs_epoll_forget_socket(socket);
 	if (socket->app_fds) {
-		/* One of several numbers of an adopted socket: the socket
-		 * itself closes with the last of them. */
+		/* One of several numbers of an adopted or shared socket: the
+		 * socket itself (and its epoll registrations, which belong to
+		 * the socket, not to a number) closes with the last of them. */
 		int remaining;
 
 		ret = kernel_result(REAL(close)(fd));
@@ -44,6 +44,7 @@ static int close_socket(int fd)
 			rs_socket_unref(socket);
 			return ret;
 		}
+		rs_epoll_forget_socket(socket);
 		if (socket->kind == RS_SOCKET_CONNECTED)
 			rs_socket_close(socket, rs_lane_get());
 		else
@@ -51,6 +52,7 @@ static int close_socket(int fd)
 		rs_socket_unref(socket);
 		return ret;
 	}
+	rs_epoll_forget_socket(socket);
 	if (socket->kind == RS_SOCKET_CONNECTED) {
 		ret = rs_socket_close(socket, rs_lane_get());
 	} else {
@@ -91,6 +93,49 @@ long rs_close_range(unsigned int first, unsigned int last, int flags)
 	return kernel_result(REAL(close_range)(first, last, flags));
 }
 
+/* Below this, the private numbers of shared sockets would crowd the ones
+ * the application expects to get. */
+static int private_fd_base(void)
+{
+	return 1024;
+}
+
+/*
+ * A socket in event mode that gains a second number keeps its bytes received
+ * ahead readable through both: both numbers lead to the one socket, which
+ * from then on works on a private duplicate of its own (as an inherited
+ * socket with several numbers does), so closing either number leaves the
+ * other working.  duplicate(fd) makes the kernel's new number; returns it.
+ */
+static long share_number(struct rs_socket *socket, int fd, long (*duplicate)(int fd, void *context),
+			 void *context)
+{
+	long number;
+
+	pthread_mutex_lock(&socket->lock);
+	if (!socket->app_fds) {
+		int own = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, private_fd_base());
+
+		if (own < 0)
+			own = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 3);
+		if (own < 0) {
+			pthread_mutex_unlock(&socket->lock);
+			return -errno;
+		}
+		socket->fd = own;
+		socket->app_fds = 1;
+	}
+	number = duplicate(fd, context);
+	if (number >= 0) {
+		socket->app_fds++;
+		rs_socket_ref(socket);
+	}
+	pthread_mutex_unlock(&socket->lock);
+	if (number >= 0)
+		rs_fd_install((int)number, socket);
+	return number;
+}
+
 /* The fd is about to gain a second number: let its queued bytes leave, then
  * hand it to the kernel path for good. */
 static int release_to_kernel(int fd)
@@ -121,9 +166,54 @@ static int release_to_kernel(int fd)
 	return ret;
 }
 
+/* Event-mode sockets are shared under the new number (see share_number). */
+static struct rs_socket *shared_socket(int fd)
+{
+	struct rs_socket *socket = rs_fd_get(fd);
+
+	if (socket && (!socket->event_mode || socket->kind != RS_SOCKET_CONNECTED)) {
+		rs_socket_unref(socket);
+		socket = NULL;
+	}
+	return socket;
+}
+
+static long duplicate_any(int fd, void *context)
+{
+	(void)context;
+	return kernel_result(REAL(dup)(fd));
+}
+
+struct onto {
+	int target;
+	int flags;
+	bool three;
+	bool fcntl_command;
+};
+
+static long duplicate_onto_target(int fd, void *context)
+{
+	const struct onto *onto = context;
+
+	if (onto->fcntl_command)
+		return kernel_result(REAL(fcntl)(fd, onto->flags, onto->target));
+	if (onto->three)
+		return kernel_result(REAL(dup3)(fd, onto->target, onto->flags));
+	return kernel_result(REAL(dup2)(fd, onto->target));
+}
+
 long rs_dup(int fd)
 {
-	int ret = release_to_kernel(fd);
+	struct rs_socket *shared = shared_socket(fd);
+	int ret;
+
+	if (shared) {
+		long number = share_number(shared, fd, duplicate_any, NULL);
+
+		rs_socket_unref(shared);
+		return number;
+	}
+	ret = release_to_kernel(fd);
 
 	if (ret < 0)
 		return ret;
@@ -134,19 +224,31 @@ static long duplicate_onto(int fd, int target, int flags, bool three)
 {
 	int ret;
 
+	struct rs_socket *shared, *old_target;
+
 	if (fd == target)
 		return three ? -EINVAL : kernel_result(REAL(dup2)(fd, target));
-	ret = release_to_kernel(fd);
-	if (ret < 0)
-		return ret;
+	shared = shared_socket(fd);
+	if (!shared) {
+		ret = release_to_kernel(fd);
+		if (ret < 0)
+			return ret;
+	}
 	/* dup2 closes the target: if it was ours, close it our way first. */
-	struct rs_socket *old_target = rs_fd_get(target);
+	old_target = rs_fd_get(target);
 
 	if (old_target) {
 		rs_socket_unref(old_target);
 		close_socket(target);
 	} else {
 		rs_epoll_close(target);
+	}
+	if (shared) {
+		struct onto onto = { .target = target, .flags = flags, .three = three };
+		long number = share_number(shared, fd, duplicate_onto_target, &onto);
+
+		rs_socket_unref(shared);
+		return number;
 	}
 	if (three)
 		return kernel_result(REAL(dup3)(fd, target, flags));
@@ -169,8 +271,18 @@ static long fcntl_common(int fd, int command, unsigned long argument, bool large
 	long result;
 
 	if (command == F_DUPFD || command == F_DUPFD_CLOEXEC) {
-		int ret = release_to_kernel(fd);
+		struct rs_socket *shared = shared_socket(fd);
+		int ret;
 
+		if (shared) {
+			struct onto onto = { .target = (int)argument, .flags = command,
+					     .fcntl_command = true };
+			long number = share_number(shared, fd, duplicate_onto_target, &onto);
+
+			rs_socket_unref(shared);
+			return number;
+		}
+		ret = release_to_kernel(fd);
 		if (ret < 0)
 			return ret;
 	}
