@@ -352,8 +352,13 @@ long rs_epoll_ctl(int set_fd, int op, int fd, struct epoll_event *event)
 
 	if (likely(!socket))
 		return kernel_result(REAL(epoll_ctl)(set_fd, op, fd, event));
-	set = set_lookup(set_fd);
 	lane = rs_lane_get();
+	if (rs_listener_steered(socket) && lane) {
+		ret = rs_listener_epoll_ctl(socket, lane, set_fd, op, event);
+		rs_socket_unref(socket);
+		return ret;
+	}
+	set = set_lookup(set_fd);
 	if (!set && op == EPOLL_CTL_ADD && lane && rs_config.event_sockets)
 		set = set_adopt(set_fd);
 	if (!set || !lane) {
@@ -513,6 +518,18 @@ static long wait_common(int set_fd, struct epoll_event *events, int max, long lo
 					    .tv_nsec = timeout_ns % 1000000000ll };
 
 		rs_lane_flush_before_block();
+		if (lane && lane->steer_slot >= 0) {
+			/* Only kernel fds (the listeners, at start): still a
+			 * turn and a wait of the lane's loop. */
+			rs_listener_lane_turn(lane);
+			if (timeout_ns != 0)
+				rs_listener_lane_waiting(lane);
+			found = kernel_result(REAL(epoll_pwait2)(set_fd, events, max,
+								 timeout_ns < 0 ? NULL : &timeout, mask));
+			if (timeout_ns != 0)
+				rs_listener_lane_running(lane);
+			return found;
+		}
 		if (!REAL(epoll_pwait2) && timeout_ns >= 0)
 			return kernel_result(REAL(epoll_pwait)(set_fd, events, max,
 							       (int)(timeout_ns / 1000000), mask));
@@ -524,6 +541,7 @@ static long wait_common(int set_fd, struct epoll_event *events, int max, long lo
 	if (timeout_ns > 0)
 		deadline = rs_now_ns() + (uint64_t)timeout_ns;
 	rs_lane_enter(lane);
+	rs_listener_lane_turn(lane);
 	for (;;) {
 		struct __kernel_timespec wait_for, *wait_pointer = NULL;
 		bool foreign;
@@ -555,7 +573,9 @@ static long wait_common(int set_fd, struct epoll_event *events, int max, long lo
 		}
 		if (foreign)
 			atomic_store(&set->kernel_ready, true);
+		rs_listener_lane_waiting(lane);
 		ret = rs_lane_wait_timeout(lane, wait_pointer, mask);
+		rs_listener_lane_running(lane);
 		if (ret == -EINTR) {
 			/* epoll_wait is never restarted after a handler. */
 			rs_lane_reap(lane);

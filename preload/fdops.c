@@ -45,10 +45,12 @@ static int close_socket(int fd)
 			return ret;
 		}
 		rs_epoll_forget_socket(socket);
-		if (socket->kind == RS_SOCKET_CONNECTED)
+		if (socket->kind == RS_SOCKET_CONNECTED) {
 			rs_socket_close(socket, rs_lane_get());
-		else
+		} else {
+			rs_listener_close_all(socket);
 			REAL(close)(socket->fd);
+		}
 		rs_socket_unref(socket);
 		return ret;
 	}
@@ -56,6 +58,7 @@ static int close_socket(int fd)
 	if (socket->kind == RS_SOCKET_CONNECTED) {
 		ret = rs_socket_close(socket, rs_lane_get());
 	} else {
+		rs_listener_close_all(socket);
 		pthread_mutex_lock(&socket->lock);
 		socket->fd = -1;
 		pthread_mutex_unlock(&socket->lock);
@@ -156,6 +159,10 @@ static int release_to_kernel(int fd)
 		struct rs_socket *removed = rs_fd_remove(fd);
 
 		if (removed) {
+			/* Its lanes' listeners would receive connections
+			 * that nobody accepts any more. */
+			if (removed->kind == RS_SOCKET_LISTENER)
+				rs_listener_close_all(removed);
 			if (removed->kind == RS_SOCKET_CONNECTED && removed->opened_stats)
 				RS_STAT_SUB(removed->opened_stats, sockets_open, 1);
 			rs_socket_unref(removed);

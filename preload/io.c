@@ -45,7 +45,7 @@ static void count_kernel_op(void)
  * signal that could have been delivered (not blocked, with a handler) has
  * SA_RESTART; this is exact unless handlers with and without it mix.
  */
-static bool restart_after_signal(void)
+bool rs_restart_after_signal(void)
 {
 	sigset_t blocked;
 
@@ -160,7 +160,7 @@ static long ring_receive_once(struct rs_socket *socket, struct rs_lane *lane,
 				*ring_failed = true;
 				return ret;
 			}
-			if (restart_after_signal())
+			if (rs_restart_after_signal())
 				continue;
 			return -EINTR;
 		}
@@ -175,7 +175,7 @@ static long ring_receive_once(struct rs_socket *socket, struct rs_lane *lane,
 				return error;
 			continue;
 		}
-		if (op.result == -EINTR && restart_after_signal())
+		if (op.result == -EINTR && rs_restart_after_signal())
 			continue;
 		return op.result;
 	}
@@ -294,7 +294,7 @@ static long event_receive(struct rs_socket *socket, enum receive_kind kind, void
 			ret = REAL(ppoll)(NULL, 0, &pause, NULL) < 0 ? -errno : 0;
 		}
 		pthread_mutex_lock(&socket->lock);
-		if (ret == -EINTR && !(total == 0 && restart_after_signal())) {
+		if (ret == -EINTR && !(total == 0 && rs_restart_after_signal())) {
 			result = total ? (long)total : -EINTR;
 			break;
 		}
@@ -650,7 +650,7 @@ static long queue_send(struct rs_socket *socket, const struct iovec *iov, int io
 			result = accepted ? (long)accepted : send_error(take_send_error(socket, false), flags);
 			break;
 		}
-		if (error == -EINTR && !(accepted == 0 && restart_after_signal())) {
+		if (error == -EINTR && !(accepted == 0 && rs_restart_after_signal())) {
 			result = accepted ? (long)accepted : -EINTR;
 			break;
 		}
@@ -987,6 +987,8 @@ void rs_adopt_inherited(void)
 				rs_socket_ref(socket);
 			rs_fd_install(found[j].fd, socket);
 		}
+		if (options.listening)
+			rs_listener_after_listen(socket);
 		if (!options.listening) {
 			RS_STAT_ADD(rs_process_stats, sockets_open, 1);
 			socket->opened_stats = rs_process_stats;
@@ -1018,6 +1020,7 @@ long rs_socket(int domain, int type, int protocol)
 
 long rs_bind(int fd, const struct sockaddr *address, socklen_t length)
 {
+	rs_listener_before_bind(fd, address, length);
 	return kernel_result(REAL(bind)(fd, address, length));
 }
 
@@ -1032,6 +1035,7 @@ long rs_listen(int fd, int backlog)
 		socket = register_tcp(fd, RS_SOCKET_LISTENER);
 	if (socket) {
 		socket->kind = RS_SOCKET_LISTENER;
+		rs_listener_after_listen(socket);
 		rs_socket_unref(socket);
 	}
 	return 0;
@@ -1094,7 +1098,7 @@ static long ring_accept(struct rs_socket *listener, struct rs_lane *lane,
 		ret = rs_lane_wait(lane, &op);
 		if (ret < 0) {
 			rs_lane_cancel(lane, &op);
-			if (op.result == -ECANCELED && ret == -EINTR && restart_after_signal())
+			if (op.result == -ECANCELED && ret == -EINTR && rs_restart_after_signal())
 				continue;
 			result = op.result == -ECANCELED ? ret : op.result;
 			if (op.result == -ECANCELED && ret != -EINTR)
@@ -1114,9 +1118,13 @@ long rs_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags)
 {
 	struct rs_socket *listener = rs_fd_get(fd);
 	struct rs_lane *lane = listener ? rs_lane_get() : NULL;
-	long result;
+	long result = -ENOTSUP;
 
-	if (listener && lane && listener->kind == RS_SOCKET_LISTENER && !listener->nonblocking &&
+	if (listener && lane && rs_listener_steered(listener) && !(flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)))
+		result = rs_listener_accept(listener, lane, address, length, flags);
+	if (result != -ENOTSUP) {
+		/* Steered: the lane's own listener or the application's. */
+	} else if (listener && lane && listener->kind == RS_SOCKET_LISTENER && !listener->nonblocking &&
 	    !listener->has_timeouts && !listener->kernel_path && !(flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))) {
 		result = ring_accept(listener, lane, address, length, flags);
 		if (result == -ENOTRECOVERABLE) {

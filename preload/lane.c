@@ -153,6 +153,7 @@ static struct rs_lane *lane_create(void)
 	}
 	atomic_store(&io_uring_state, 1);
 	pthread_mutex_init(&lane->lock, NULL);
+	lane->steer_slot = -1;
 	lane->tid = gettid();
 	lane->stats = rs_stats_lane_slot(&lane->index);
 	lane->stats->tid = (uint64_t)lane->tid;
@@ -594,6 +595,7 @@ static void lane_destroy(void *argument)
 		rs_socket_unref(socket);
 	}
 	lane->arming_count = 0;
+	rs_listeners_lane_gone(lane);
 	atomic_store(&lane->dead, true);
 	rs_stats_lane_release(lane->index);
 	io_uring_queue_exit(&lane->ring);

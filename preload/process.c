@@ -80,6 +80,11 @@ void rs_sock_init(void)
 		rs_warn("cannot allocate the epoll table (%s): epoll stays on the kernel path",
 			strerror(-ret));
 	rs_stats_init();
+	ret = rs_steer_init();
+	if (ret == 0)
+		rs_info("connection steering: the program is loaded, each lane gets its own listener");
+	else if (rs_steer_wanted())
+		rs_info("connection steering without the program: lanes get their own listeners, the kernel hashes");
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	atexit(at_exit);
 	active = true;

@@ -185,6 +185,16 @@ struct rs_lane {
 	unsigned in_flight;        /* operations whose CQE is not yet reaped */
 	unsigned sends_in_flight;  /* of which sends: what the flusher watches */
 	unsigned sends_prepared;   /* sends among the SQEs not yet submitted */
+	/* Steering (listener.c): the lane's slot (-1: none yet), the
+	 * application listeners it has a listener of its own for, and how busy
+	 * its thread is (time outside its waits, smoothed). */
+	int steer_slot;
+	struct rs_socket **steered;
+	unsigned steered_count;
+	uint64_t steer_left_wait_ns;
+	uint64_t steer_busy_ns;
+	uint64_t steer_window_ns;
+	unsigned steer_busy_permille;
 	unsigned unsubmitted;      /* SQEs prepared since the last submit */
 	unsigned cq_entries;
 	/* Sockets with queued bytes and no send in flight, each holding a ref. */
@@ -308,6 +318,10 @@ struct rs_socket {
 	/* The counters that counted it open: a socket accepted by one thread
 	 * and closed by another leaves the first one's count. */
 	struct rs_lane_stats *opened_stats;
+	/* A listener in a reuseport group: each lane that waits for its
+	 * connections gets a listener of its own (listener.c). */
+	bool steerable;
+	struct rs_lane_listener *lane_listeners;
 };
 
 int rs_fdtable_init(void);
@@ -370,6 +384,41 @@ void rs_sockets_exit(void);
 #undef RS_CALL_VARIADIC
 
 uint64_t rs_now_ns(void);
+
+/* ---- per-lane listeners (listener.c) --------------------------------------- */
+
+/* bind: with steering on, a TCP socket joins a reuseport group, unless its
+ * address is taken without one (the kernel's EADDRINUSE then stands). */
+void rs_listener_before_bind(int fd, const struct sockaddr *address, socklen_t length);
+/* listen: whether the listener can have per-lane listeners. */
+void rs_listener_after_listen(struct rs_socket *listener);
+static inline bool rs_listener_steered(const struct rs_socket *socket)
+{
+	return socket->kind == RS_SOCKET_LISTENER && socket->steerable;
+}
+/* The lane's own listener for it (opened on first use), or -1. */
+int rs_listener_lane_fd(struct rs_socket *listener, struct rs_lane *lane);
+/* accept4 on a steered listener: the lane's listener first, then the
+ * application's own; blocking listeners wait in the ring for either. */
+long rs_listener_accept(struct rs_socket *listener, struct rs_lane *lane,
+			struct sockaddr *address, socklen_t *length, int flags);
+/* epoll_ctl on a steered listener: the lane's listener joins the kernel set
+ * with the same event, beside the application's. */
+long rs_listener_epoll_ctl(struct rs_socket *listener, struct rs_lane *lane, int set_fd, int op,
+			   struct epoll_event *event);
+/* The application closes it: every lane's listener for it closes (their
+ * queued connections move to other listeners of the group). */
+void rs_listener_close_all(struct rs_socket *listener);
+void rs_listeners_lane_gone(struct rs_lane *lane);
+/* fork: the parent's lane listeners stay the parent's. */
+void rs_listener_atfork_child(struct rs_socket *listener);
+/* The lane's thread enters or leaves a wait: heartbeat and busy figure. */
+void rs_listener_lane_waiting(struct rs_lane *lane);
+void rs_listener_lane_running(struct rs_lane *lane);
+/* Every turn of its loop, waiting or not: the thread is not stalled. */
+void rs_listener_lane_turn(struct rs_lane *lane);
+/* After a signal cut a blocking call short: restart it (SA_RESTART)? */
+bool rs_restart_after_signal(void);
 
 /* ---- emulated epoll (epoll.c) ------------------------------------------- */
 
@@ -438,6 +487,8 @@ void rs_steer_listener_close(struct rs_steer_listener *listener);
  * (time outside its wait, smoothed), and a heartbeat (now). */
 void rs_steer_publish(unsigned slot, unsigned open, unsigned busy_permille);
 void rs_steer_heartbeat(unsigned slot);
+/* The lane's thread is in its wait: idle, never stalled. */
+void rs_steer_waiting(unsigned slot);
 /* After each accept on listener: one fewer pending, one more open. */
 void rs_steer_accepted(const struct rs_steer_listener *listener);
 

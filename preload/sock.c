@@ -85,6 +85,8 @@ struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind)
 	socket->writable_op.socket = socket;
 	socket->epoll_memberships = 0;
 	socket->opened_stats = rs_process_stats;
+	socket->steerable = false;
+	socket->lane_listeners = NULL;
 	socket->fd = fd;
 	pthread_mutex_unlock(&socket->lock);
 	atomic_store_explicit(&socket->refs, 1, memory_order_release);
@@ -647,6 +649,8 @@ void rs_sockets_atfork_child(void)
 		socket->writable_poll_in_flight = false;
 		socket->writable_poll_wanted = false;
 		socket->opened_stats = NULL; /* the child never counted it open */
+		if (socket->kind == RS_SOCKET_LISTENER)
+			rs_listener_atfork_child(socket);
 		atomic_store(&socket->refs, 1);
 	}
 }

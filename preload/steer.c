@@ -300,6 +300,15 @@ void rs_steer_publish(unsigned slot, unsigned open, unsigned busy_permille)
 	__atomic_store_n(&entry->heartbeat_ns, rs_now_ns(), __ATOMIC_RELAXED);
 }
 
+void rs_steer_waiting(unsigned slot)
+{
+	/* A heartbeat in the future: a thread in its wait is idle, not
+	 * stalled, however long it waits. */
+	if (!steer.loaded || slot >= RS_STEER_MAX_SLOTS)
+		return;
+	__atomic_store_n(&steer.slots[slot].heartbeat_ns, UINT64_MAX, __ATOMIC_RELAXED);
+}
+
 void rs_steer_heartbeat(unsigned slot)
 {
 	if (!steer.loaded || slot >= RS_STEER_MAX_SLOTS)
