@@ -39,7 +39,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 struct {
 	__uint(type, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY);
-	__uint(max_entries, RS_STEER_MEMBERS);
+	__uint(max_entries, RS_STEER_LISTENER_ENTRIES);
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, sizeof(__u64));
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -296,8 +296,10 @@ static __always_inline int steer(struct sk_reuseport_md *ctx)
 			__sync_val_compare_and_swap(&member->listening, registration, 0);
 		scan.excluded |= 1ull << slot;
 	}
-	/* No live listener in the group: the kernel's hashing is all that is
-	 * left. */
+	/* No live lane listener: the application's own, if it registered it;
+	 * else the kernel's hashing is all that is left. */
+	index = RS_STEER_FALLBACK(scan.group);
+	bpf_sk_select_reuseport(ctx, &rs_listeners, &index, 0);
 	return SK_PASS;
 }
 

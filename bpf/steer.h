@@ -32,6 +32,12 @@
 #define RS_STEER_MAX_GROUPS 64
 #define RS_STEER_MAX_SLOTS  64
 #define RS_STEER_MEMBERS    (RS_STEER_MAX_GROUPS * RS_STEER_MAX_SLOTS)
+/* After the members, one entry per group: the application's own listener,
+ * chosen when no lane's listener is live, so that the group's other
+ * sockets (lane listeners opened ahead for workers that drop root) never
+ * receive the kernel's hashing. */
+#define RS_STEER_FALLBACK(group) (RS_STEER_MEMBERS + (group))
+#define RS_STEER_LISTENER_ENTRIES (RS_STEER_MEMBERS + RS_STEER_MAX_GROUPS)
 
 /* Pinned names, relative to the bpffs directory (maps are pinned by libbpf
  * under their own names). */

@@ -197,6 +197,9 @@ int rs_config_load(struct rs_config *config, rs_env_lookup lookup, rs_config_rep
 	if (parse_unsigned(&context, "RINGSTEER_RXQ_BYTES", 1024, 16ull << 20, true, &number))
 		config->rxq_bytes = (size_t)number;
 	parse_bool(&context, "RINGSTEER_EVENT_SOCKETS", &config->event_sockets);
+	number = config->listeners;
+	if (parse_unsigned(&context, "RINGSTEER_LISTENERS", 1, 64, false, &number))
+		config->listeners = (unsigned)number;
 	number = config->ring_entries;
 	if (parse_unsigned(&context, "RINGSTEER_RING_ENTRIES", 8, 32768, false, &number)) {
 		if (number & (number - 1)) {
@@ -252,6 +255,8 @@ void rs_config_describe(const struct rs_config *config, char *buf, size_t size)
 		DESCRIBE("txq_bytes=%zu", config->txq_bytes);
 	if (config->rxq_bytes != defaults.rxq_bytes)
 		DESCRIBE("rxq_bytes=%zu", config->rxq_bytes);
+	if (config->listeners != defaults.listeners)
+		DESCRIBE("listeners=%u", config->listeners);
 	if (config->event_sockets != defaults.event_sockets)
 		DESCRIBE("event_sockets=%d", config->event_sockets);
 	if (config->ring_entries != defaults.ring_entries)

@@ -14,6 +14,14 @@
  * connections only while no lane's listener is registered (at start), and
  * accept drains it after the lane's listener.
  *
+ * Only a socket of the group owner's effective user may join the group, and
+ * nginx's workers drop root after fork: a root process that listens opens
+ * RINGSTEER_LISTENERS lane listeners ahead, unregistered, which its children
+ * inherit and claim (one each, through a word per listener in memory shared
+ * across the fork).  Unregistered, they never receive a connection: the
+ * program picks a live lane listener, else the application's own, which
+ * the listening process registers as the group's fallback.
+ *
  * A lane's listener is a kernel fd throughout (non-blocking, close-on-exec):
  * readiness is the kernel's, and accept is the kernel's accept4, so no
  * connection is ever taken ahead of the application.  When the application
@@ -22,6 +30,8 @@
  * still in its queue to the group's other listeners.
  */
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +42,18 @@
 struct rs_lane_listener {
 	struct rs_steer_listener steer;
 	struct rs_lane *lane;
+	int preopened_index;            /* which one opened ahead, or -1 */
 	struct rs_lane_listener *next;  /* in the application listener's list */
+};
+
+#define PREOPENED_MAX 64
+
+/* Lane listeners opened ahead by a root process that listens.  The fds are
+ * each process's own (inherited copies); the claims are shared. */
+struct rs_preopened {
+	unsigned count;
+	int fds[PREOPENED_MAX];
+	_Atomic uint32_t *claims;       /* pid of the process using each, 0 free */
 };
 
 /* The busy figure is the share of time a lane's thread spends outside its
@@ -97,6 +118,44 @@ void rs_listener_before_bind(int fd, const struct sockaddr *address, socklen_t l
 	errno = saved_errno;
 }
 
+static unsigned preopen_count(void)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (rs_config.listeners)
+		return rs_config.listeners;
+	return cores > 4 ? (cores < PREOPENED_MAX ? (unsigned)cores : PREOPENED_MAX) : 4;
+}
+
+static void preopen(struct rs_socket *listener)
+{
+	struct rs_preopened *preopened = calloc(1, sizeof(*preopened));
+	unsigned wanted = preopen_count();
+	void *claims;
+
+	if (!preopened)
+		return;
+	claims = mmap(NULL, PREOPENED_MAX * sizeof(uint32_t), PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (claims == MAP_FAILED) {
+		free(preopened);
+		return;
+	}
+	preopened->claims = claims;
+	while (preopened->count < wanted) {
+		struct rs_steer_listener steer;
+		int flags;
+
+		if (rs_steer_listener_open(listener->fd, RS_STEER_UNREGISTERED, &steer) < 0)
+			break;
+		flags = REAL(fcntl)(steer.fd, F_GETFL, 0);
+		REAL(fcntl)(steer.fd, F_SETFL, flags | O_NONBLOCK);
+		preopened->fds[preopened->count++] = steer.fd;
+	}
+	rs_debug("fd %d: %u lane listeners opened ahead for workers", listener->fd, preopened->count);
+	listener->preopened = preopened;
+}
+
 void rs_listener_after_listen(struct rs_socket *listener)
 {
 	bool steerable = rs_steer_wanted() && has_reuseport(listener->fd);
@@ -104,6 +163,37 @@ void rs_listener_after_listen(struct rs_socket *listener)
 	pthread_mutex_lock(&listener->lock);
 	listener->steerable = steerable;
 	pthread_mutex_unlock(&listener->lock);
+	if (!steerable || !rs_steer_loaded() || listener->preopened)
+		return;
+	if (rs_steer_fallback_register(listener->fd) < 0)
+		return; /* without a fallback, listeners opened ahead could get hashed connections */
+	if (geteuid() == 0)
+		preopen(listener);
+}
+
+static bool process_alive(uint32_t pid)
+{
+	return kill((pid_t)pid, 0) == 0 || errno != ESRCH;
+}
+
+/* Claims one of the listeners opened ahead: its index, or -1. */
+static int claim_preopened(struct rs_preopened *preopened)
+{
+	uint32_t self = (uint32_t)getpid();
+	int saved_errno = errno;
+
+	for (unsigned i = 0; i < preopened->count; i++) {
+		uint32_t owner = atomic_load(&preopened->claims[i]);
+
+		if (preopened->fds[i] < 0 || owner == self || (owner && process_alive(owner)))
+			continue;
+		if (atomic_compare_exchange_strong(&preopened->claims[i], &owner, self)) {
+			errno = saved_errno;
+			return (int)i;
+		}
+	}
+	errno = saved_errno;
+	return -1;
 }
 
 /* ---- a lane's listener ----------------------------------------------------- */
@@ -146,7 +236,24 @@ int rs_listener_lane_fd(struct rs_socket *listener, struct rs_lane *lane)
 	lane->steered = grown;
 	entry->lane = lane;
 	entry->steer.fd = -1;
-	if (lane->steer_slot >= 0) {
+	entry->preopened_index = -1;
+	if (lane->steer_slot >= 0 && listener->preopened &&
+	    (entry->preopened_index = claim_preopened(listener->preopened)) >= 0) {
+		struct rs_preopened *preopened = listener->preopened;
+
+		entry->steer.fd = preopened->fds[entry->preopened_index];
+		ret = rs_steer_listener_register(&entry->steer, (unsigned)lane->steer_slot);
+		if (ret < 0) {
+			rs_warn("fd %d: cannot register lane %u's listener (%s): it accepts on the application's",
+				listener->fd, lane->index, strerror(-ret));
+			atomic_store(&preopened->claims[entry->preopened_index], 0);
+			entry->steer.fd = -1;
+			entry->preopened_index = -1;
+		} else {
+			rs_debug("fd %d: lane %u took listener fd %d opened ahead, slot %d",
+				 listener->fd, lane->index, entry->steer.fd, lane->steer_slot);
+		}
+	} else if (lane->steer_slot >= 0) {
 		ret = rs_steer_listener_open(listener->fd, (unsigned)lane->steer_slot, &entry->steer);
 		if (ret < 0) {
 			/* Remembered as failed (fd -1), so it is not retried
@@ -171,10 +278,17 @@ int rs_listener_lane_fd(struct rs_socket *listener, struct rs_lane *lane)
 	return entry->steer.fd;
 }
 
-static void entry_close(struct rs_lane_listener *entry)
+static void entry_close(struct rs_socket *listener, struct rs_lane_listener *entry)
 {
+	struct rs_preopened *preopened = listener->preopened;
+
 	if (entry->steer.fd >= 0)
 		rs_steer_listener_close(&entry->steer);
+	if (entry->preopened_index >= 0 && preopened) {
+		/* This process's copy is closed; another may claim its own. */
+		preopened->fds[entry->preopened_index] = -1;
+		atomic_store(&preopened->claims[entry->preopened_index], 0);
+	}
 	free(entry);
 }
 
@@ -190,8 +304,18 @@ void rs_listener_close_all(struct rs_socket *listener)
 	while (entry) {
 		struct rs_lane_listener *next = entry->next;
 
-		entry_close(entry);
+		entry_close(listener, entry);
 		entry = next;
+	}
+	if (listener->preopened) {
+		struct rs_preopened *preopened = listener->preopened;
+
+		for (unsigned i = 0; i < preopened->count; i++)
+			if (preopened->fds[i] >= 0)
+				REAL(close)(preopened->fds[i]);
+		munmap((void *)preopened->claims, PREOPENED_MAX * sizeof(uint32_t));
+		free(preopened);
+		listener->preopened = NULL;
 	}
 }
 
@@ -211,7 +335,7 @@ void rs_listeners_lane_gone(struct rs_lane *lane)
 		}
 		pthread_mutex_unlock(&listener->lock);
 		if (found)
-			entry_close(found);
+			entry_close(listener, found);
 		rs_socket_unref(listener);
 	}
 	free(lane->steered);
@@ -226,13 +350,16 @@ void rs_listener_atfork_child(struct rs_socket *listener)
 {
 	struct rs_lane_listener *entry = listener->lane_listeners;
 
-	/* The parent's lanes own them: the child's copies just go. */
+	/* The parent's lanes own them: the child's copies just go.  The ones
+	 * opened ahead and not claimed stay, for the child's lanes. */
 	listener->lane_listeners = NULL;
 	while (entry) {
 		struct rs_lane_listener *next = entry->next;
 
 		if (entry->steer.fd >= 0)
 			REAL(close)(entry->steer.fd);
+		if (entry->preopened_index >= 0 && listener->preopened)
+			listener->preopened->fds[entry->preopened_index] = -1;
 		free(entry);
 		entry = next;
 	}

@@ -68,6 +68,7 @@ struct rs_config {
 	size_t txq_bytes;         /* RINGSTEER_TXQ_BYTES: per-socket send queue cap */
 	size_t rxq_bytes;         /* RINGSTEER_RXQ_BYTES: per-socket receive buffer */
 	bool event_sockets;       /* RINGSTEER_EVENT_SOCKETS: carry non-blocking sockets */
+	unsigned listeners;       /* RINGSTEER_LISTENERS: opened ahead per steered listener, 0 auto */
 	unsigned ring_entries;    /* RINGSTEER_RING_ENTRIES */
 	unsigned flush_us;        /* RINGSTEER_FLUSH_US: deadline for queued sends */
 	bool defer_taskrun;       /* RINGSTEER_DEFER_TASKRUN */
@@ -322,6 +323,7 @@ struct rs_socket {
 	 * connections gets a listener of its own (listener.c). */
 	bool steerable;
 	struct rs_lane_listener *lane_listeners;
+	struct rs_preopened *preopened;
 };
 
 int rs_fdtable_init(void);
@@ -477,6 +479,10 @@ int rs_steer_prepare_bind(int fd, const struct sockaddr *address, socklen_t leng
  * and let the worker register one (that works after setuid). */
 int rs_steer_listener_open(int application_listener, unsigned slot,
 			   struct rs_steer_listener *listener);
+/* Registers the application's own listener as its group's fallback (the
+ * program's choice when no lane listener is live) and attaches the program
+ * to the group: 0 or -errno (-ENODEV: nothing loaded). */
+int rs_steer_fallback_register(int application_listener);
 /* Puts an open, unregistered listener in the group's slot: 0 or -errno
  * (-ENODEV: nothing loaded). */
 int rs_steer_listener_register(struct rs_steer_listener *listener, unsigned slot);

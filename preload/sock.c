@@ -87,6 +87,7 @@ struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind)
 	socket->opened_stats = rs_process_stats;
 	socket->steerable = false;
 	socket->lane_listeners = NULL;
+	socket->preopened = NULL;
 	socket->fd = fd;
 	pthread_mutex_unlock(&socket->lock);
 	atomic_store_explicit(&socket->refs, 1, memory_order_release);

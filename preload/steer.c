@@ -552,6 +552,39 @@ static int register_listener(int fd, const struct rs_steer_group_key *key, unsig
 	return group;
 }
 
+int rs_steer_fallback_register(int application_listener)
+{
+	int saved_errno = errno, group, result = 0;
+	struct sockaddr_storage address;
+	socklen_t length = sizeof(address);
+	struct rs_steer_group_key key;
+	uint64_t value = (uint64_t)application_listener;
+	uint32_t index;
+
+	if (!steer.loaded)
+		return -ENODEV;
+	if (getsockname(application_listener, (struct sockaddr *)&address, &length) < 0) {
+		result = -errno;
+		goto out;
+	}
+	group_key_of(&address, &key);
+	group = group_of(&key);
+	if (group < 0) {
+		result = group;
+		goto out;
+	}
+	if (REAL(setsockopt)(application_listener, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF,
+			     &steer.program, sizeof(steer.program)) < 0) {
+		result = -errno;
+		goto out;
+	}
+	index = RS_STEER_FALLBACK((uint32_t)group);
+	result = bpf_update(steer.listeners, &index, &value, BPF_ANY);
+out:
+	errno = saved_errno;
+	return result;
+}
+
 int rs_steer_listener_register(struct rs_steer_listener *listener, unsigned slot)
 {
 	int saved_errno = errno, result;
