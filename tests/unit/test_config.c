@@ -107,6 +107,9 @@ static void assert_config_equal(const struct rs_config *actual, const struct rs_
 	assert_int_equal(actual->defer_taskrun, expected->defer_taskrun);
 	assert_string_equal(actual->stats_dir, expected->stats_dir);
 	assert_int_equal(actual->stats_keep, expected->stats_keep);
+	assert_int_equal(actual->rxq_bytes, expected->rxq_bytes);
+	assert_int_equal(actual->event_sockets, expected->event_sockets);
+	assert_int_equal(actual->listeners, expected->listeners);
 }
 
 static void assert_no_reports(void)
@@ -138,6 +141,9 @@ static void test_defaults_without_environment(void **state)
 	assert_false(config.defer_taskrun);
 	assert_string_equal(config.stats_dir, "/dev/shm");
 	assert_false(config.stats_keep);
+	assert_int_equal(config.rxq_bytes, 16 * 1024);
+	assert_true(config.event_sockets);
+	assert_int_equal(config.listeners, 0);
 }
 
 static void test_unrelated_variables_ignored(void **state)
@@ -170,6 +176,7 @@ static const struct boolean_setting boolean_settings[] = {
 	{ "RINGSTEER_CLIENT", offsetof(struct rs_config, client) },
 	{ "RINGSTEER_DEFER_TASKRUN", offsetof(struct rs_config, defer_taskrun) },
 	{ "RINGSTEER_STATS_KEEP", offsetof(struct rs_config, stats_keep) },
+	{ "RINGSTEER_EVENT_SOCKETS", offsetof(struct rs_config, event_sockets) },
 };
 
 static bool boolean_field(const struct rs_config *config, size_t offset)
@@ -201,6 +208,7 @@ static void test_booleans_valid(void **state)
 			assert_int_equal(load_one(setting->name, false_values[v], &config), 0);
 			assert_no_reports();
 			rs_config_defaults(&expected);
+			*(bool *)((char *)&expected + setting->offset) = false;
 			assert_config_equal(&config, &expected);
 		}
 	}
@@ -265,6 +273,10 @@ static unsigned long long numeric_field(const struct rs_config *config, const ch
 		return config->ring_entries;
 	if (!strcmp(name, "RINGSTEER_FLUSH_US"))
 		return config->flush_us;
+	if (!strcmp(name, "RINGSTEER_RXQ_BYTES"))
+		return config->rxq_bytes;
+	if (!strcmp(name, "RINGSTEER_LISTENERS"))
+		return config->listeners;
 	fail_msg("no numeric setting %s", name);
 	return 0;
 }
@@ -290,6 +302,11 @@ static void test_numbers_valid(void **state)
 		{ "RINGSTEER_FLUSH_US", "50", 50 },
 		{ "RINGSTEER_FLUSH_US", "250", 250 },
 		{ "RINGSTEER_FLUSH_US", "1000000", 1000000 },
+		{ "RINGSTEER_RXQ_BYTES", "1k", 1024 },
+		{ "RINGSTEER_RXQ_BYTES", "64k", 64 * 1024 },
+		{ "RINGSTEER_RXQ_BYTES", "16m", 16ull << 20 },
+		{ "RINGSTEER_LISTENERS", "1", 1 },
+		{ "RINGSTEER_LISTENERS", "64", 64 },
 	};
 	struct rs_config config;
 
@@ -343,6 +360,9 @@ static void test_every_variable_at_once(void **state)
 		{ "RINGSTEER_DEFER_TASKRUN", "on" },
 		{ "RINGSTEER_STATS_DIR", "/run/ringsteer" },
 		{ "RINGSTEER_STATS_KEEP", "true" },
+		{ "RINGSTEER_RXQ_BYTES", "32k" },
+		{ "RINGSTEER_EVENT_SOCKETS", "0" },
+		{ "RINGSTEER_LISTENERS", "8" },
 	};
 	struct rs_config config;
 
@@ -361,6 +381,9 @@ static void test_every_variable_at_once(void **state)
 	assert_true(config.defer_taskrun);
 	assert_string_equal(config.stats_dir, "/run/ringsteer");
 	assert_true(config.stats_keep);
+	assert_int_equal(config.rxq_bytes, 32 * 1024);
+	assert_false(config.event_sockets);
+	assert_int_equal(config.listeners, 8);
 }
 
 /* ---- bad values ---------------------------------------------------------------- */
@@ -460,6 +483,13 @@ static void test_bad_numbers(void **state)
 		{ "RINGSTEER_FLUSH_US", "1000001" },
 		{ "RINGSTEER_FLUSH_US", "1ms" },
 		{ "RINGSTEER_FLUSH_US", "-100" },
+		{ "RINGSTEER_RXQ_BYTES", "1023" },
+		{ "RINGSTEER_RXQ_BYTES", "17m" },
+		{ "RINGSTEER_RXQ_BYTES", "-1k" },
+		{ "RINGSTEER_LISTENERS", "0" },
+		{ "RINGSTEER_LISTENERS", "65" },
+		{ "RINGSTEER_LISTENERS", "4k" },
+		{ "RINGSTEER_EVENT_SOCKETS", "maybe" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
@@ -578,6 +608,9 @@ static void test_describe_single_settings(void **state)
 		{ "RINGSTEER_DEFER_TASKRUN", "1", "defer_taskrun=1" },
 		{ "RINGSTEER_STATS_DIR", "/tmp/x", "stats_dir=/tmp/x" },
 		{ "RINGSTEER_STATS_KEEP", "1", "stats_keep=1" },
+		{ "RINGSTEER_RXQ_BYTES", "64k", "rxq_bytes=65536" },
+		{ "RINGSTEER_EVENT_SOCKETS", "0", "event_sockets=0" },
+		{ "RINGSTEER_LISTENERS", "8", "listeners=8" },
 	};
 	struct rs_config config;
 	char text[512];
