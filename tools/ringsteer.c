@@ -197,15 +197,18 @@ static int command_stats(int argc, char **argv)
 	struct stats_options options = { .dir = getenv("RINGSTEER_STATS_DIR") };
 	struct totals grand = { 0 };
 	struct dirent **entries;
-	int count, shown = 0;
+	int count, shown = 0, result = 0;
 	bool *found;
 
 	if (!options.dir || !*options.dir)
 		options.dir = "/dev/shm";
 	options.pids = calloc((size_t)argc, sizeof(pid_t));
 	found = calloc((size_t)argc, sizeof(bool));
-	if (!options.pids || !found)
+	if (!options.pids || !found) {
+		free(options.pids);
+		free(found);
 		return 1;
+	}
 	for (int i = 1; i < argc; i++) {
 		char *end;
 		long pid;
@@ -221,6 +224,8 @@ static int command_stats(int argc, char **argv)
 			if (*end || pid <= 0) {
 				fprintf(stderr, "ringsteer stats: not a process id: %s\n", argv[i]);
 				usage(stderr);
+				free(options.pids);
+				free(found);
 				return 2;
 			}
 			options.pids[options.pid_count++] = (pid_t)pid;
@@ -229,6 +234,8 @@ static int command_stats(int argc, char **argv)
 	count = scandir(options.dir, &entries, is_stats_file, compare_names);
 	if (count < 0) {
 		fprintf(stderr, "ringsteer stats: cannot read %s: %s\n", options.dir, strerror(errno));
+		free(options.pids);
+		free(found);
 		return 1;
 	}
 	if (options.json)
@@ -310,10 +317,13 @@ static int command_stats(int argc, char **argv)
 		if (!found[i]) {
 			fprintf(stderr, "ringsteer stats: no counters for process %d (not under the shim, or exited)\n",
 				(int)options.pids[i]);
-			return 1;
+			result = 1;
+			break;
 		}
 	}
-	return 0;
+	free(options.pids);
+	free(found);
+	return result;
 }
 
 int main(int argc, char **argv)
