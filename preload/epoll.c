@@ -370,6 +370,7 @@ long rs_epoll_ctl(int set_fd, int op, int fd, struct epoll_event *event)
 		rs_socket_unref(socket);
 		return ret;
 	}
+	RS_COUNT_CALL(lane);
 	rs_lane_enter(lane);
 	pthread_mutex_lock(&set->lock);
 	index = find_entry(set, fd);
@@ -540,6 +541,7 @@ static long wait_common(int set_fd, struct epoll_event *events, int max, long lo
 		return -EINVAL;
 	if (timeout_ns > 0)
 		deadline = rs_now_ns() + (uint64_t)timeout_ns;
+	RS_COUNT_CALL(lane);
 	rs_lane_enter(lane);
 	rs_listener_lane_turn(lane);
 	for (;;) {

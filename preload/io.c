@@ -240,6 +240,7 @@ static long event_receive(struct rs_socket *socket, enum receive_kind kind, void
 		message->msg_namelen = 0;
 		message->msg_flags = 0;
 	}
+	RS_COUNT_CALL(lane);
 	if (lane)
 		rs_lane_enter(lane);
 	pthread_mutex_lock(&socket->lock);
@@ -322,6 +323,7 @@ static long receive(struct rs_socket *socket, enum receive_kind kind, void *buff
 	    (kind == RECEIVE_BUFFER && !length))
 		return kernel_receive(socket, kind, buffer, length, message, flags);
 
+	RS_COUNT_CALL(lane);
 	rs_lane_enter(lane);
 	pthread_mutex_lock(&socket->lock);
 	error = take_send_error(socket, true);
@@ -581,6 +583,7 @@ static long queue_send(struct rs_socket *socket, const struct iovec *iov, int io
 	    (socket->nonblocking && !rs_config.event_sockets))
 		return kernel_send(socket, iov, iovcnt, flags, NULL);
 	nonblocking = socket->nonblocking || (flags & MSG_DONTWAIT);
+	RS_COUNT_CALL(lane);
 
 	rs_lane_enter(lane);
 	pthread_mutex_lock(&socket->lock);
@@ -746,6 +749,7 @@ static long queue_file(struct rs_socket *socket, struct rs_lane *lane, int in_fd
 	if (!count || socket->kind != RS_SOCKET_CONNECTED || socket->kernel_path ||
 	    socket->has_timeouts || (nonblocking && !rs_config.event_sockets))
 		return -ENOTSUP;
+	RS_COUNT_CALL(lane);
 	rs_lane_enter(lane);
 	pthread_mutex_lock(&socket->lock);
 	room = rs_config.txq_bytes > socket->txq.bytes ? rs_config.txq_bytes - socket->txq.bytes : 0;
@@ -1087,6 +1091,7 @@ static long ring_accept(struct rs_socket *listener, struct rs_lane *lane,
 {
 	long result;
 
+	RS_COUNT_CALL(lane);
 	rs_lane_enter(lane);
 	for (;;) {
 		struct rs_op op = { .kind = RS_OP_WAIT };

@@ -189,6 +189,7 @@ static long ring_poll(struct pollfd *fds, nfds_t count, long long timeout_ns,
 		return 0;
 	}
 	*handled = true;
+	RS_COUNT_CALL(lane);
 	sliced = kernel_fds > RING_POLLS_MAX;
 	rs_lane_enter(lane);
 	if (!sliced)

@@ -113,6 +113,8 @@ void rs_stats_set_io_uring(bool available);
 	atomic_fetch_add_explicit((_Atomic uint64_t *)&(slot)->field, (uint64_t)(n), \
 				  memory_order_relaxed)
 #define RS_STAT_SUB(slot, field, n) RS_STAT_ADD(slot, field, -(uint64_t)(n))
+/* One application call answered by the shim, on the calling thread's lane. */
+#define RS_COUNT_CALL(lane) RS_STAT_ADD((lane) ? (lane)->stats : rs_process_stats, calls_answered, 1)
 /* Counters of work done on no lane: the flusher's sends, threads without a
  * lane.  Points into the published file once it exists. */
 extern struct rs_lane_stats *rs_process_stats;

@@ -29,7 +29,8 @@
 
 #define COUNTER_FIELDS(X) \
 	X(sockets_open) X(sockets_total) X(accepts) X(bytes_received) X(bytes_sent) \
-	X(ring_enters) X(ring_ops) X(kernel_ops) X(fallbacks) X(send_queue_waits) X(flusher_sends)
+	X(ring_enters) X(ring_ops) X(kernel_ops) X(fallbacks) X(send_queue_waits) X(flusher_sends) \
+	X(calls_answered)
 
 struct totals {
 #define DECLARE(name) int64_t name;
