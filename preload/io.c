@@ -53,7 +53,12 @@ bool rs_restart_after_signal(void)
 	for (int signal_number = 1; signal_number < NSIG; signal_number++) {
 		struct sigaction action;
 
+		/* Faults are delivered to the thread that made them, never to
+		 * one blocked in a call (a sanitizer's SIGSEGV handler, say). */
 		if (signal_number == SIGKILL || signal_number == SIGSTOP ||
+		    signal_number == SIGSEGV || signal_number == SIGBUS ||
+		    signal_number == SIGFPE || signal_number == SIGILL ||
+		    signal_number == SIGTRAP || signal_number == SIGSYS ||
 		    sigismember(&blocked, signal_number) == 1)
 			continue;
 		if (sigaction(signal_number, NULL, &action))

@@ -743,10 +743,25 @@ void rs_lanes_atfork_child(void)
 {
 	/* The rings' memory is not inherited (io_uring_ring_dontfork); their
 	 * fds are, and would keep the parent's rings alive. */
-	for (struct rs_lane *lane = registry; lane; lane = lane->next_lane) {
+	struct rs_lane *lane = registry;
+
+	while (lane) {
+		struct rs_lane *next = lane->next_lane;
+
 		if (!atomic_load(&lane->dead))
 			REAL(close)(lane->ring.ring_fd);
+		/* The parent's threads are not here: their lanes' memory (a
+		 * copy) goes.  What the lists pointed to is reset by the
+		 * sockets' own fork handler. */
+		free(lane->dirty);
+		free(lane->arming);
+		free(lane->steered);
+		free(lane);
+		lane = next;
 	}
+	/* This thread's lane was among them: its exit must not find it. */
+	pthread_once(&key_once, make_key);
+	pthread_setspecific(lane_key, NULL);
 	registry = NULL;
 	lane_count = 0;
 	current_lane = NULL;
