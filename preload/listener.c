@@ -237,38 +237,41 @@ int rs_listener_lane_fd(struct rs_socket *listener, struct rs_lane *lane)
 	entry->lane = lane;
 	entry->steer.fd = -1;
 	entry->preopened_index = -1;
-	if (lane->steer_slot >= 0 && listener->preopened &&
+	/* A listener of its own first: it closes with the process, so a
+	 * worker that dies has its queue moved to the others.  One opened
+	 * ahead only where the kernel refuses that (a worker that dropped
+	 * root): those stay open in the listening process. */
+	ret = lane->steer_slot < 0 ? -ENOSPC :
+	      rs_steer_listener_open(listener->fd, (unsigned)lane->steer_slot, &entry->steer);
+	if (ret == -EADDRINUSE && listener->preopened &&
 	    (entry->preopened_index = claim_preopened(listener->preopened)) >= 0) {
 		struct rs_preopened *preopened = listener->preopened;
 
 		entry->steer.fd = preopened->fds[entry->preopened_index];
 		ret = rs_steer_listener_register(&entry->steer, (unsigned)lane->steer_slot);
 		if (ret < 0) {
-			rs_warn("fd %d: cannot register lane %u's listener (%s): it accepts on the application's",
-				listener->fd, lane->index, strerror(-ret));
 			atomic_store(&preopened->claims[entry->preopened_index], 0);
 			entry->steer.fd = -1;
 			entry->preopened_index = -1;
 		} else {
-			rs_debug("fd %d: lane %u took listener fd %d opened ahead, slot %d",
-				 listener->fd, lane->index, entry->steer.fd, lane->steer_slot);
-		}
-	} else if (lane->steer_slot >= 0) {
-		ret = rs_steer_listener_open(listener->fd, (unsigned)lane->steer_slot, &entry->steer);
-		if (ret < 0) {
-			/* Remembered as failed (fd -1), so it is not retried
-			 * on every call. */
-			rs_warn("fd %d: cannot open lane %u's own listener (%s): it accepts on the application's",
-				listener->fd, lane->index, strerror(-ret));
-			entry->steer.fd = -1;
-		} else {
-			int flags = REAL(fcntl)(entry->steer.fd, F_GETFL, 0);
-
-			REAL(fcntl)(entry->steer.fd, F_SETFL, flags | O_NONBLOCK);
-			rs_debug("fd %d: lane %u listens on fd %d, slot %d", listener->fd, lane->index,
-				 entry->steer.fd, lane->steer_slot);
+			ret = entry->steer.fd;
 		}
 	}
+	if (ret < 0 && lane->steer_slot >= 0) {
+		/* Remembered as failed (fd -1), so it is not retried on every
+		 * call. */
+		rs_warn("fd %d: cannot open lane %u's own listener (%s): it accepts on the application's",
+			listener->fd, lane->index, strerror(-ret));
+		entry->steer.fd = -1;
+	} else if (ret >= 0 && entry->preopened_index < 0) {
+		int flags = REAL(fcntl)(entry->steer.fd, F_GETFL, 0);
+
+		REAL(fcntl)(entry->steer.fd, F_SETFL, flags | O_NONBLOCK);
+	}
+	if (entry->steer.fd >= 0)
+		rs_debug("fd %d: lane %u listens on fd %d (%s), slot %d", listener->fd, lane->index,
+			 entry->steer.fd, entry->preopened_index >= 0 ? "opened ahead" : "its own",
+			 lane->steer_slot);
 	pthread_mutex_lock(&listener->lock);
 	entry->next = listener->lane_listeners;
 	listener->lane_listeners = entry;
