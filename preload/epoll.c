@@ -92,6 +92,7 @@ int rs_epoll_init(void)
 		return -errno;
 	}
 	set_table = memory;
+	rs_scan_for_leaks(memory, (size_t)set_table_size * sizeof(*set_table));
 	return 0;
 }
 

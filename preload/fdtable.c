@@ -42,6 +42,7 @@ int rs_fdtable_init(void)
 		return -errno;
 	table = memory;
 	table_size = (int)size;
+	rs_scan_for_leaks(memory, size * sizeof(*table));
 	return 0;
 }
 

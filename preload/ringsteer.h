@@ -389,6 +389,15 @@ void rs_sockets_exit(void);
 
 uint64_t rs_now_ns(void);
 
+/* Under LeakSanitizer, memory the shim maps itself holds pointers to heap
+ * objects: it must be scanned (weak: absent in a normal build). */
+void __lsan_register_root_region(const void *begin, size_t size) __attribute__((weak));
+static inline void rs_scan_for_leaks(const void *begin, size_t size)
+{
+	if (__lsan_register_root_region)
+		__lsan_register_root_region(begin, size);
+}
+
 /* ---- per-lane listeners (listener.c) --------------------------------------- */
 
 /* bind: with steering on, a TCP socket joins a reuseport group, unless its
