@@ -260,6 +260,25 @@ settle_baseline() {
 	BASE_FDS=$(fd_count "$pid")
 }
 
+# settle_steady_baseline [ARGS for echo_verify...]: settle_baseline for
+# servers whose thread count does not follow their connections (event
+# loops, pre-fork workers): runs the warm-up connection, then records the
+# thread count and the descriptor count once it has stopped changing
+# (two equal samples 0.2 s apart, at most 5 s).
+settle_steady_baseline() {
+	local pid=$SERVER_PID tries=0 previous
+	run_client warm-up echo_verify -p "$PORT" -c 1 -n 4K -s 99 "$@"
+	previous=$(fd_count "$pid")
+	while [ $tries -lt 25 ]; do
+		sleep 0.2
+		BASE_FDS=$(fd_count "$pid")
+		[ "$BASE_FDS" = "$previous" ] && break
+		previous=$BASE_FDS
+		tries=$((tries + 1))
+	done
+	BASE_THREADS=$(thread_count "$pid")
+}
+
 # Resident memory of a process in KiB.
 rss_kib() {
 	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null
@@ -380,4 +399,58 @@ assert_carried_all() {
 		stats_json --all 2>&1 | head -n 60
 		fail "the shim did not carry the traffic (wanted at least $minimum bytes each way through the rings, $accepts_minimum accepts, ring_enters > 0, fallbacks 0)"
 	fi
+}
+
+# ---- event-loop servers ------------------------------------------------------
+
+server_stdout() {
+	local index
+	for index in "${!SERVER_PIDS[@]}"; do
+		if [ "${SERVER_PIDS[$index]}" = "$1" ]; then
+			ls "$TEST_TMP"/server.*."$index".out
+			return
+		fi
+	done
+	echo /dev/null
+}
+
+# stop_event_server LOOPS [WORKERS] [PID]: stops an event_echo server (with
+# SIGTERM, as stop_server) and checks its closing report: LOOPS loop lines
+# in all (over every worker process), each having read exactly as many
+# ticks from its kernel descriptor (a pipe or an eventfd waited for in the
+# same set as the sockets) as the helper thread wrote, at least one; every
+# process said `exit ok`, and with WORKERS pre-forked workers, the parent
+# saw each of them exit with status 0.  Sets EVENT_BYTES to the bytes the
+# loops echoed in total.
+stop_event_server() {
+	local loops=$1 workers=${2:-0} pid=${3:-$SERVER_PID} output lines bad exits
+	output=$(server_stdout "$pid")
+	stop_server "$pid"
+	lines=$(grep -c '^loop ' "$output")
+	[ "$lines" = "$loops" ] ||
+		fail "event_echo printed $lines loop reports, expected $loops: $(tr '\n' ';' <"$output")"
+	bad=$(awk '/^loop / {
+			for (i = 3; i <= NF; i++) { split($i, kv, "="); value[kv[1]] = kv[2] }
+			if (value["ticks_written"] < 1 || value["ticks_read"] != value["ticks_written"]) print
+		}' "$output")
+	[ -z "$bad" ] || fail "a loop lost or invented readiness of its kernel descriptor: $bad"
+	note "kernel descriptor ticks: $(awk '/^loop / { split($4, kv, "="); sum += kv[2] } END { print sum }' "$output") read by $loops loops, none lost"
+	exits=$(grep -c '^exit ok$' "$output")
+	[ "$exits" = $((workers > 0 ? workers : 1)) ] ||
+		fail "event_echo: $exits processes reported a clean exit, expected $((workers > 0 ? workers : 1))"
+	if [ "$workers" -gt 0 ]; then
+		grep -q "^workers exited=$workers failed=0$" "$output" ||
+			fail "event_echo's workers did not all exit cleanly: $(grep '^workers' "$output")"
+	fi
+	EVENT_BYTES=$(awk '/^loop / { split($7, kv, "="); sum += kv[2] } END { print sum + 0 }' "$output")
+}
+
+# add_client_bytes LABEL: adds the byte count of a finished echo_verify
+# run to CLIENT_BYTES.
+CLIENT_BYTES=0
+add_client_bytes() {
+	local bytes
+	bytes=$(sed -n 's/^ok connections=[0-9]* bytes=\([0-9]*\)$/\1/p' "$TEST_TMP/$1.out")
+	[ -n "$bytes" ] || fail "no byte count from the $1 client"
+	CLIENT_BYTES=$((CLIENT_BYTES + bytes))
 }

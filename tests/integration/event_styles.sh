@@ -1,0 +1,43 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# The event-loop echo server in each style (epoll level-triggered, epoll
+# edge-triggered draining to EAGAIN, epoll one-shot, poll, select), one
+# loop thread, non-blocking sockets, a pipe or an eventfd in the same set:
+# one connection with random splits, 50 concurrent connections of random
+# sizes, tiny reads and writes, half-close (some connections sending
+# nothing), pipelined request bursts, resets mid-stream and resets of
+# connections whose replies are stuck behind a peer that does not read,
+# then clean connections again.  Every byte is checked; the server must let
+# go of every connection (back to its idle descriptor count), its loop must
+# have read every tick of its kernel descriptor, and the shim must have
+# carried the traffic.
+. "$(dirname "$0")/../lib.sh"
+
+ticker=pipe
+for mode in epoll-lt epoll-et epoll-oneshot poll select; do
+	start_server event_echo -e "$mode" -k "$ticker"
+	settle_steady_baseline
+	CLIENT_BYTES=0
+	run_client "$mode-one" echo_verify -p "$PORT" -c 1 -n 2M -s 100
+	run_client "$mode-fifty" echo_verify -p "$PORT" -c 50 -n 256K --vary -s 101
+	run_client "$mode-tiny" echo_verify -p "$PORT" -c 10 -n 16K --max-write 7 --max-read 5 -s 102
+	run_client "$mode-half-close" echo_verify -p "$PORT" -c 20 -n 256K --vary --half-close -s 103
+	run_client "$mode-empty" echo_verify -p "$PORT" -c 5 -n 0 --half-close -s 104
+	run_client "$mode-pipelined" echo_verify -p "$PORT" -c 20 -n 32K --burst 400 --max-write 40 -s 105
+	for label in one fifty tiny half-close pipelined; do
+		add_client_bytes "$mode-$label"
+	done
+	run_client "$mode-reset" echo_verify -p "$PORT" -c 20 --rst-after 128K -s 106
+	run_client "$mode-reset-stuck" echo_verify -p "$PORT" -c 4 -n 16M --no-read \
+		--rst-after 1 --hold 1 -s 107
+	run_client "$mode-after" echo_verify -p "$PORT" -c 20 -n 512K --vary -s 108
+	add_client_bytes "$mode-after"
+	wait_for_baseline "$SERVER_PID" "$BASE_THREADS" "$BASE_FDS"
+	assert_carried "$SERVER_PID" "$CLIENT_BYTES"
+	stop_event_server 1
+	[ "$EVENT_BYTES" -ge "$CLIENT_BYTES" ] ||
+		fail "$mode: the server echoed $EVENT_BYTES bytes, the clients got $CLIENT_BYTES back"
+	note "$mode: $CLIENT_BYTES bytes checked"
+	if [ $ticker = pipe ]; then ticker=eventfd; else ticker=pipe; fi
+done
