@@ -260,23 +260,40 @@ settle_baseline() {
 	BASE_FDS=$(fd_count "$pid")
 }
 
-# settle_steady_baseline [ARGS for echo_verify...]: settle_baseline for
-# servers whose thread count does not follow their connections (event
-# loops, pre-fork workers): runs the warm-up connection, then records the
-# thread count and the descriptor count once it has stopped changing
-# (two equal samples 0.2 s apart, at most 5 s).
-settle_steady_baseline() {
+# Number of a process's descriptors that are sockets.
+socket_count() {
+	ls -l "/proc/$1/fd" 2>/dev/null | grep -c 'socket:\['
+}
+
+# settle_socket_baseline [ARGS for echo_verify...]: for servers whose
+# threads and lanes do not follow their connections (event loops, pre-fork
+# workers, where a loop thread's lane and its ring descriptor appear with
+# its first connection): runs the warm-up connection, then records in
+# BASE_SOCKETS the server's socket count once it has stopped changing (two
+# equal samples 0.2 s apart, at most 5 s).
+settle_socket_baseline() {
 	local pid=$SERVER_PID tries=0 previous
 	run_client warm-up echo_verify -p "$PORT" -c 1 -n 4K -s 99 "$@"
-	previous=$(fd_count "$pid")
+	previous=$(socket_count "$pid")
 	while [ $tries -lt 25 ]; do
 		sleep 0.2
-		BASE_FDS=$(fd_count "$pid")
-		[ "$BASE_FDS" = "$previous" ] && break
-		previous=$BASE_FDS
+		BASE_SOCKETS=$(socket_count "$pid")
+		[ "$BASE_SOCKETS" = "$previous" ] && break
+		previous=$BASE_SOCKETS
 		tries=$((tries + 1))
 	done
-	BASE_THREADS=$(thread_count "$pid")
+}
+
+# wait_for_sockets PID COUNT: waits (at most 10 s) until the process holds
+# at most COUNT sockets, i.e. it let go of every connection it served.
+wait_for_sockets() {
+	local pid=$1 count=$2 tries=0
+	while [ "$(socket_count "$pid")" -gt "$count" ]; do
+		[ $tries -ge 100 ] &&
+			fail "server $pid still holds $(socket_count "$pid") sockets 10 s after its clients left (idle: $count)"
+		sleep 0.1
+		tries=$((tries + 1))
+	done
 }
 
 # Resident memory of a process in KiB.

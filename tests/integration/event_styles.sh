@@ -9,7 +9,7 @@
 # nothing), pipelined request bursts, resets mid-stream and resets of
 # connections whose replies are stuck behind a peer that does not read,
 # then clean connections again.  Every byte is checked; the server must let
-# go of every connection (back to its idle descriptor count), its loop must
+# go of every connection (back to its idle socket count), its loop must
 # have read every tick of its kernel descriptor, and the shim must have
 # carried the traffic.
 . "$(dirname "$0")/../lib.sh"
@@ -17,7 +17,7 @@
 ticker=pipe
 for mode in epoll-lt epoll-et epoll-oneshot poll select; do
 	start_server event_echo -e "$mode" -k "$ticker"
-	settle_steady_baseline
+	settle_socket_baseline
 	CLIENT_BYTES=0
 	run_client "$mode-one" echo_verify -p "$PORT" -c 1 -n 2M -s 100
 	run_client "$mode-fifty" echo_verify -p "$PORT" -c 50 -n 256K --vary -s 101
@@ -33,7 +33,7 @@ for mode in epoll-lt epoll-et epoll-oneshot poll select; do
 		--rst-after 1 --hold 1 -s 107
 	run_client "$mode-after" echo_verify -p "$PORT" -c 20 -n 512K --vary -s 108
 	add_client_bytes "$mode-after"
-	wait_for_baseline "$SERVER_PID" "$BASE_THREADS" "$BASE_FDS"
+	wait_for_sockets "$SERVER_PID" "$BASE_SOCKETS"
 	assert_carried "$SERVER_PID" "$CLIENT_BYTES"
 	stop_event_server 1
 	[ "$EVENT_BYTES" -ge "$CLIENT_BYTES" ] ||
