@@ -471,3 +471,64 @@ add_client_bytes() {
 	[ -n "$bytes" ] || fail "no byte count from the $1 client"
 	CLIENT_BYTES=$((CLIENT_BYTES + bytes))
 }
+
+# ---- installed servers (nginx, redis-server, memcached) ----------------------
+
+# free_port: prints a TCP port of 127.0.0.1 that nothing listens on, for
+# servers that cannot be told to pick one themselves.
+free_port() {
+	local port tries=0
+	while [ $tries -lt 200 ]; do
+		port=$((20000 + RANDOM % 40000))
+		if [ -z "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]; then
+			echo "$port"
+			return 0
+		fi
+		tries=$((tries + 1))
+	done
+	echo 0
+}
+
+# start_real_server [--plain] [--env NAME=VALUE]... LABEL PORT COMMAND [ARGS...]
+#
+# Starts an installed server as start_server starts a test server: under
+# the shim unless --plain, with its counters in the test's stats directory,
+# stdout and stderr in $TEST_TMP/server.LABEL.N.{out,err} (stop_server and
+# check_server look there, and fail on stderr lines starting `LABEL:`).
+# COMMAND must stay in the foreground and listen on 127.0.0.1:PORT; waits
+# at most 10 s for that.  Sets SERVER_PID, PORT, SERVER_OUT and SERVER_ERR.
+start_real_server() {
+	local plain=0 environment=() label name port tries=0
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--plain) plain=1; shift ;;
+		--env) environment+=("$2"); shift 2 ;;
+		*) break ;;
+		esac
+	done
+	name=$1 port=$2
+	shift 2
+	command -v "$1" >/dev/null || fail "$1 is not installed: run make deps"
+	[ "$port" -gt 0 ] || fail "no free port for $name"
+	environment+=("RINGSTEER_STATS_DIR=$STATS_DIR")
+	if [ $plain = 0 ] && shim_enabled; then
+		[ -e "$SHIM_LIBRARY" ] || fail "$SHIM_LIBRARY is missing: run make first"
+		environment+=("LD_PRELOAD=$SHIM")
+	fi
+	label="$name.${#SERVER_PIDS[@]}"
+	SERVER_OUT=$TEST_TMP/server.$label.out
+	SERVER_ERR=$TEST_TMP/server.$label.err
+	env "${environment[@]}" "$@" </dev/null >"$SERVER_OUT" 2>"$SERVER_ERR" &
+	SERVER_PID=$!
+	SERVER_PIDS+=("$SERVER_PID")
+	SERVER_NAMES+=("$name")
+	PORT=$port
+	until [ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]; do
+		process_alive "$SERVER_PID" ||
+			fail "$name exited before listening: $(tail -n 5 "$SERVER_ERR" "$SERVER_OUT" | tr '\n' ' ')"
+		[ $tries -ge 100 ] && fail "$name did not listen on port $port within 10 s"
+		sleep 0.1
+		tries=$((tries + 1))
+	done
+	note "started $name (pid $SERVER_PID, port $port$([ $plain = 0 ] && shim_enabled && echo ', under the shim'))"
+}
