@@ -29,8 +29,13 @@ variant() {
 	STATS_DIR=$TEST_TMP/stats-$name
 	mkdir -p "$STATS_DIR"
 	start_server --env RINGSTEER_STATS_KEEP=1 event_echo -f "$workers" "$@"
-	[ "$(ps -o pid= --ppid "$SERVER_PID" | wc -l)" = "$workers" ] ||
-		fail "$*: the server does not have $workers workers"
+	# The workers are forked after the listening line.
+	tries=0
+	until [ "$(ps -o pid= --ppid "$SERVER_PID" | wc -l)" = "$workers" ]; do
+		[ $tries -ge 100 ] && fail "$*: the server does not have $workers workers after 10 s"
+		sleep 0.1
+		tries=$((tries + 1))
+	done
 	CLIENT_BYTES=0
 	run_client "$name-many" echo_verify -p "$PORT" -c 300 -n 64K --vary -s 130 -t 120
 	run_client "$name-half-close" echo_verify -p "$PORT" -c 20 -n 256K --vary --half-close -s 131
