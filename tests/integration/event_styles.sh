@@ -8,10 +8,10 @@
 # sizes, tiny reads and writes, half-close (some connections sending
 # nothing), pipelined request bursts, resets mid-stream and resets of
 # connections whose replies are stuck behind a peer that does not read,
-# then clean connections again.  Every byte is checked; the server must let
-# go of every connection (back to its idle socket count), its loop must
-# have read every tick of its kernel descriptor, and the shim must have
-# carried the traffic.
+# then clean connections again; and two edge-triggered loops over IPv6.
+# Every byte is checked; the server must let go of every connection (back
+# to its idle socket count), its loops must have read every tick of their
+# kernel descriptors, and the shim must have carried the traffic.
 . "$(dirname "$0")/../lib.sh"
 
 ticker=pipe
@@ -41,3 +41,17 @@ for mode in epoll-lt epoll-et epoll-oneshot poll select; do
 	note "$mode: $CLIENT_BYTES bytes checked"
 	if [ $ticker = pipe ]; then ticker=eventfd; else ticker=pipe; fi
 done
+
+# The same over IPv6 (::1), two edge-triggered loops.
+start_server event_echo -6 -e epoll-et -t 2 -k eventfd
+settle_socket_baseline -6
+CLIENT_BYTES=0
+run_client ipv6 echo_verify -6 -p "$PORT" -c 50 -n 256K --vary -s 109
+run_client ipv6-half-close echo_verify -6 -p "$PORT" -c 10 -n 128K --vary --half-close -s 110
+add_client_bytes ipv6
+add_client_bytes ipv6-half-close
+wait_for_sockets "$SERVER_PID" "$BASE_SOCKETS"
+assert_carried "$SERVER_PID" "$CLIENT_BYTES"
+stop_event_server 2
+[ "$EVENT_BYTES" -ge "$CLIENT_BYTES" ] ||
+	fail "ipv6: the server echoed $EVENT_BYTES bytes, the clients got $CLIENT_BYTES back"
