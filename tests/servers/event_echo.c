@@ -34,7 +34,7 @@
  *
  * On SIGTERM the helper thread stops writing, sends each loop a stop marker
  * behind its last tick, and each loop prints
- *   loop N ticks_written=W ticks_read=R accepted=A bytes=B
+ *   loop N pid=P ticks_written=W ticks_read=R accepted=A bytes=B
  * Since the marker comes after every tick, R must equal W: a readiness
  * report of the kernel descriptor lost or invented under the shim shows.
  * Then `exit ok` (with -f, each worker prints its loops and the parent
