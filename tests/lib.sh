@@ -451,7 +451,7 @@ stop_event_server() {
 			if (value["ticks_written"] < 1 || value["ticks_read"] != value["ticks_written"]) print
 		}' "$output")
 	[ -z "$bad" ] || fail "a loop lost or invented readiness of its kernel descriptor: $bad"
-	note "kernel descriptor ticks: $(awk '/^loop / { split($4, kv, "="); sum += kv[2] } END { print sum }' "$output") read by $loops loops, none lost"
+	note "kernel descriptor ticks: $(event_report_sum ticks_read "$output") read by $loops loops, none lost"
 	exits=$(grep -c '^exit ok$' "$output")
 	[ "$exits" = $((workers > 0 ? workers : 1)) ] ||
 		fail "event_echo: $exits processes reported a clean exit, expected $((workers > 0 ? workers : 1))"
@@ -459,7 +459,14 @@ stop_event_server() {
 		grep -q "^workers exited=$workers failed=0$" "$output" ||
 			fail "event_echo's workers did not all exit cleanly: $(grep '^workers' "$output")"
 	fi
-	EVENT_BYTES=$(awk '/^loop / { split($7, kv, "="); sum += kv[2] } END { print sum + 0 }' "$output")
+	EVENT_BYTES=$(event_report_sum bytes "$output")
+}
+
+# event_report_sum FIELD FILE: the sum of FIELD=VALUE over the loop reports.
+event_report_sum() {
+	awk -v field="$1" '/^loop / {
+		for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == field) sum += kv[2] }
+	} END { print sum + 0 }' "$2"
 }
 
 # add_client_bytes LABEL: adds the byte count of a finished echo_verify
