@@ -272,6 +272,21 @@ static void await_bytes(int fd, int bytes)
 	say("FIONREAD never reached %d (last %d)", bytes, available);
 }
 
+/* Waits (bounded) until poll reports every bit of `wanted` on the socket,
+ * so that what the peer did (a FIN, a reset) has arrived before the next
+ * step; says so only if it never happens. */
+static void await_poll(int fd, short wanted)
+{
+	struct pollfd entry = { .fd = fd, .events = POLLIN | POLLOUT | POLLRDHUP };
+
+	for (int tries = 0; tries < 5000; tries++) {
+		if (poll(&entry, 1, 0) == 1 && (entry.revents & wanted) == wanted)
+			return;
+		usleep(1000);
+	}
+	say("poll never reported %s", poll_names(wanted));
+}
+
 /* Sleeps a little, then sends: gives a blocking call something to wait for.
  * The answer of the call does not depend on how long the delay is. */
 struct later_send {
@@ -548,6 +563,8 @@ static void scenario_mixed(void)
 	STEP("write(eventfd)", write(event_fd, &value, sizeof(value)));
 	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "wait, the eventfd is ready");
 	peer_send(peer, "s");
+	/* The eventfd is ready already: the wait must not beat the data. */
+	await_bytes(server, 1);
 	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "wait, eventfd and socket ready");
 	STEP("read(eventfd)", read(event_fd, &value, sizeof(value)));
 	STEP("write(pipe)", write(pipe_ends[1], "p", 1));
@@ -569,8 +586,8 @@ static void scenario_mixed(void)
 		peer_send(peer, "t");
 		value = 5;
 		STEP("write(eventfd)", write(event_fd, &value, sizeof(value)));
-		show_poll(fds, 2, READY_TIMEOUT_MS, "poll socket and eventfd, both ready");
 		await_bytes(server, 1);
+		show_poll(fds, 2, READY_TIMEOUT_MS, "poll socket and eventfd, both ready");
 		show_poll(fds, 3, READY_TIMEOUT_MS, "poll all three");
 	}
 	close(server);
@@ -592,8 +609,9 @@ static void scenario_rdhup(void)
 	STEP("ADD IN|RDHUP", control(epoll_fd, EPOLL_CTL_ADD, server, EPOLLIN | EPOLLRDHUP, 0x81));
 	peer_send(peer, "last");
 	STEP("peer shutdown(SHUT_WR)", shutdown(peer, SHUT_WR));
-	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "wait after data and FIN");
 	await_bytes(server, 4);
+	await_poll(server, POLLIN | POLLRDHUP);
+	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "wait after data and FIN");
 	n = STEP("read(100)", read(server, buf, 100));
 	show_data("read", buf, n);
 	STEP("read(100) at end of file", read(server, buf, 100));
@@ -628,12 +646,7 @@ static void scenario_reset(void)
 	show_wait(epoll_fd, 16, 0, "wait(0) open connection");
 	reset_peer(peer);
 	/* Wait for the reset itself: an error is reported with it. */
-	fds[0] = (struct pollfd){ .fd = server, .events = POLLIN };
-	for (int tries = 0; tries < 5000; tries++) {
-		if (poll(fds, 1, 0) == 1 && (fds[0].revents & POLLERR))
-			break;
-		usleep(1000);
-	}
+	await_poll(server, POLLERR);
 	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "wait after the peer reset");
 	fds[0] = (struct pollfd){ .fd = server, .events = POLLIN | POLLOUT | POLLRDHUP };
 	show_poll(fds, 1, 0, "poll(0) after the reset");
@@ -651,12 +664,7 @@ static void scenario_reset(void)
 	peer_send(peer, "unread");
 	await_bytes(server, 6);
 	reset_peer(peer);
-	fds[0] = (struct pollfd){ .fd = server, .events = POLLIN };
-	for (int tries = 0; tries < 5000; tries++) {
-		if (poll(fds, 1, 0) == 1 && (fds[0].revents & POLLERR))
-			break;
-		usleep(1000);
-	}
+	await_poll(server, POLLERR);
 	fds[0] = (struct pollfd){ .fd = server, .events = POLLIN | POLLOUT | POLLRDHUP };
 	show_poll(fds, 1, 0, "poll(0) after a reset with data unread");
 	STEP("read(100) after a reset with data unread", read(server, buf, 100));
@@ -749,6 +757,8 @@ static void scenario_select(void)
 	peer_send(peer, "sel");
 	if (write(pipe_ends[1], "p", 1) != 1)
 		die("write(pipe): %s", strerror(errno));
+	/* The pipe is ready at once: the select must not beat the data. */
+	await_bytes(server, 3);
 	FD_ZERO(&readable);
 	FD_SET(server, &readable);
 	FD_SET(pipe_ends[0], &readable);
@@ -756,7 +766,6 @@ static void scenario_select(void)
 	STEP("select after data on both", select(highest + 1, &readable, NULL, NULL, &timeout));
 	show_fd_bit("socket readable", &readable, server);
 	show_fd_bit("pipe readable", &readable, pipe_ends[0]);
-	await_bytes(server, 3);
 	n = STEP("read(100)", read(server, buf, 100));
 	show_data("read", buf, n);
 
