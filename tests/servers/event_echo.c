@@ -541,10 +541,13 @@ static void run_epoll(struct loop *loop)
 	if (loop->handoff_read >= 0)
 		epoll_register(loop, EPOLL_CTL_ADD, loop->handoff_read, EPOLLIN | flags, &handoff_tag);
 	while (!loop->stopping) {
-		/* Odd loops wait through epoll_pwait, even ones through epoll_wait. */
-		int count = loop->index % 2
+		/* The loops take turns at the three ways of waiting. */
+		struct timespec timeout = { .tv_sec = WAIT_TIMEOUT_MS / 1000 };
+		int count = loop->index % 3 == 0
+			    ? epoll_wait(loop->epoll_fd, events, EVENTS_PER_WAIT, WAIT_TIMEOUT_MS)
+			    : loop->index % 3 == 1
 			    ? epoll_pwait(loop->epoll_fd, events, EVENTS_PER_WAIT, WAIT_TIMEOUT_MS, &mask)
-			    : epoll_wait(loop->epoll_fd, events, EVENTS_PER_WAIT, WAIT_TIMEOUT_MS);
+			    : epoll_pwait2(loop->epoll_fd, events, EVENTS_PER_WAIT, &timeout, &mask);
 
 		if (count < 0) {
 			if (errno == EINTR)
