@@ -539,3 +539,16 @@ start_real_server() {
 	done
 	note "started $name (pid $SERVER_PID, port $port$([ $plain = 0 ] && shim_enabled && echo ', under the shim'))"
 }
+
+# raise_descriptor_limit COUNT: makes the soft descriptor limit at least
+# COUNT for this test and what it starts (raising the hard limit too when
+# allowed, as root); fails if that is not possible.
+raise_descriptor_limit() {
+	local wanted=$1 hard
+	hard=$(ulimit -Hn)
+	if [ "$hard" != unlimited ] && [ "$hard" -lt "$wanted" ]; then
+		ulimit -Hn "$wanted" 2>/dev/null ||
+			fail "the hard descriptor limit is $hard, this test needs $wanted (run as root or raise it)"
+	fi
+	ulimit -n "$(ulimit -Hn)" || fail "cannot raise the descriptor limit to $(ulimit -Hn)"
+}

@@ -11,9 +11,7 @@
 . "$(dirname "$0")/../lib.sh"
 
 # The client and the server each hold 1,000 sockets.
-[ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge 4096 ] ||
-	skip "the hard descriptor limit $(ulimit -Hn) is too low for 1,000 connections"
-ulimit -n "$(ulimit -Hn)"
+raise_descriptor_limit 4096
 
 for mode in epoll-lt epoll-et epoll-oneshot poll select; do
 	open_limit=1000

@@ -19,7 +19,7 @@ PROBE=$SERVERS/readiness_probe
 need_program "$PROBE"
 
 # The probe holds more than FD_SETSIZE descriptors at one point.
-ulimit -n "$(ulimit -Hn)"
+raise_descriptor_limit 4096
 
 run_probe() {
 	local mode=$1 rc=0
