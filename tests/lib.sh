@@ -481,13 +481,18 @@ add_client_bytes() {
 
 # ---- installed servers (nginx, redis-server, memcached) ----------------------
 
-# free_port: prints a TCP port of 127.0.0.1 that nothing listens on, for
-# servers that cannot be told to pick one themselves.
+# free_port: prints a TCP port no socket uses, for servers that cannot be
+# told to pick one themselves.  It is taken below the ephemeral range, so
+# no outgoing connection takes it meanwhile; another test may still pick
+# the same one, which start_real_server --retry handles.
 free_port() {
-	local port tries=0
+	local port tries=0 lowest=10000 ephemeral
+	ephemeral=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+	case $ephemeral in '' | *[!0-9]*) ephemeral=32768 ;; esac
+	[ "$ephemeral" -gt $((lowest + 1000)) ] || lowest=1024
 	while [ $tries -lt 200 ]; do
-		port=$((20000 + RANDOM % 40000))
-		if [ -z "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]; then
+		port=$((lowest + RANDOM % (ephemeral - lowest)))
+		if [ -z "$(ss -Htan "sport = :$port" 2>/dev/null)" ]; then
 			echo "$port"
 			return 0
 		fi
@@ -496,7 +501,7 @@ free_port() {
 	echo 0
 }
 
-# start_real_server [--plain] [--env NAME=VALUE]... LABEL PORT COMMAND [ARGS...]
+# start_real_server [--plain] [--retry] [--env NAME=VALUE]... LABEL PORT COMMAND [ARGS...]
 #
 # Starts an installed server as start_server starts a test server: under
 # the shim unless --plain, with its counters in the test's stats directory,
@@ -504,11 +509,14 @@ free_port() {
 # check_server look there, and fail on stderr lines starting `LABEL:`).
 # COMMAND must stay in the foreground and listen on 127.0.0.1:PORT; waits
 # at most 10 s for that.  Sets SERVER_PID, PORT, SERVER_OUT and SERVER_ERR.
+# With --retry, a server that exits because its port was taken meanwhile
+# makes this return 1 (the caller picks another port) instead of failing.
 start_real_server() {
-	local plain=0 environment=() label name port tries=0
+	local plain=0 retry=0 environment=() label name port tries=0
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--plain) plain=1; shift ;;
+		--retry) retry=1; shift ;;
 		--env) environment+=("$2"); shift 2 ;;
 		*) break ;;
 		esac
@@ -530,9 +538,15 @@ start_real_server() {
 	SERVER_PIDS+=("$SERVER_PID")
 	SERVER_NAMES+=("$name")
 	PORT=$port
-	until [ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]; do
-		process_alive "$SERVER_PID" ||
+	# Listening itself, not some other process on that port.
+	until ss -Hltnp "sport = :$port" 2>/dev/null | grep -q "pid=$SERVER_PID,"; do
+		if ! process_alive "$SERVER_PID"; then
+			if [ $retry = 1 ] && grep -qi 'address already in use' "$SERVER_ERR" "$SERVER_OUT"; then
+				note "$name: port $port was taken meanwhile"
+				return 1
+			fi
 			fail "$name exited before listening: $(tail -n 5 "$SERVER_ERR" "$SERVER_OUT" | tr '\n' ' ')"
+		fi
 		[ $tries -ge 100 ] && fail "$name did not listen on port $port within 10 s"
 		sleep 0.1
 		tries=$((tries + 1))

@@ -19,10 +19,13 @@ done
 
 # memcached drops root for nobody at start.
 chmod 1777 "$STATS_DIR"
-port=$(free_port)
 # -I 2m: the default item limit (1 MiB) leaves no room for a 1 MiB value.
-start_real_server memcached "$port" memcached -p "$port" -l 127.0.0.1 -U 0 -t 4 -m 128 -I 2m \
-	-c 1024 -u nobody
+for attempt in 1 2 3; do
+	port=$(free_port)
+	start_real_server --retry memcached "$port" memcached -p "$port" -l 127.0.0.1 -U 0 -t 4 \
+		-m 128 -I 2m -c 1024 -u nobody && break
+	[ $attempt = 3 ] && fail "memcached found no free port in 3 attempts"
+done
 
 VALUES=$TEST_TMP/values
 mkdir -p "$VALUES" "$TEST_TMP/read"

@@ -37,8 +37,9 @@ chmod -R a+rX "$ROOT"
 # nginx warns that the directive is ignored.
 user_line=
 [ "$(id -u)" = 0 ] && user_line="user www-data;"
-PORT=$(free_port)
-cat >"$TEST_TMP/nginx.conf" <<CONF
+# write_config PORT
+write_config() {
+	cat >"$TEST_TMP/nginx.conf" <<CONF
 daemon off;
 master_process on;
 worker_processes 4;
@@ -61,12 +62,19 @@ http {
 	keepalive_requests 100000;
 	default_type application/octet-stream;
 	server {
-		listen 127.0.0.1:$PORT;
+		listen 127.0.0.1:$1;
 		root $ROOT;
 	}
 }
 CONF
-start_real_server --env RINGSTEER_STATS_KEEP=1 nginx "$PORT" nginx -c "$TEST_TMP/nginx.conf" -e stderr
+}
+for attempt in 1 2 3; do
+	port=$(free_port)
+	write_config "$port"
+	start_real_server --retry --env RINGSTEER_STATS_KEEP=1 nginx "$port" \
+		nginx -c "$TEST_TMP/nginx.conf" -e stderr && break
+	[ $attempt = 3 ] && fail "nginx found no free port in 3 attempts"
+done
 tries=0
 while [ "$(ps -o pid= --ppid "$SERVER_PID" | wc -l)" -lt 4 ]; do
 	[ $tries -ge 100 ] && fail "nginx did not start 4 workers within 10 s"

@@ -18,9 +18,13 @@ for program in redis-server redis-cli redis-benchmark; do
 done
 
 mkdir -p "$TEST_TMP/redis"
-port=$(free_port)
-start_real_server redis "$port" redis-server --port "$port" --bind 127.0.0.1 --save "" \
-	--appendonly no --daemonize no --protected-mode no --dir "$TEST_TMP/redis"
+for attempt in 1 2 3; do
+	port=$(free_port)
+	start_real_server --retry redis "$port" redis-server --port "$port" --bind 127.0.0.1 \
+		--save "" --appendonly no --daemonize no --protected-mode no --dir "$TEST_TMP/redis" &&
+		break
+	[ $attempt = 3 ] && fail "redis-server found no free port in 3 attempts"
+done
 
 cli() {
 	timeout -k 5 60 redis-cli -p "$PORT" "$@"
