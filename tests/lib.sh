@@ -440,9 +440,18 @@ server_stdout() {
 # saw each of them exit with status 0.  Sets EVENT_BYTES to the bytes the
 # loops echoed in total.
 stop_event_server() {
-	local loops=$1 workers=${2:-0} pid=${3:-$SERVER_PID} output lines bad exits
+	local loops=$1 workers=${2:-0} pid=${3:-$SERVER_PID} output lines bad exits tries=0
 	output=$(server_stdout "$pid")
-	stop_server "$pid"
+	check_server "$pid"
+	# Its report comes after every loop and worker has finished: give it
+	# time on a loaded machine before stop_server's 5 s and SIGKILL.
+	kill -TERM "$pid" 2>/dev/null
+	while process_alive "$pid" && [ $tries -lt 300 ]; do
+		sleep 0.1
+		tries=$((tries + 1))
+	done
+	terminate_process "$pid"
+	check_sanitizers "$(server_stderr "$pid")"
 	lines=$(grep -c '^loop ' "$output")
 	[ "$lines" = "$loops" ] ||
 		fail "event_echo printed $lines loop reports, expected $loops: $(tr '\n' ';' <"$output")"
