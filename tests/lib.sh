@@ -260,6 +260,42 @@ settle_baseline() {
 	BASE_FDS=$(fd_count "$pid")
 }
 
+# Number of a process's descriptors that are sockets.
+socket_count() {
+	ls -l "/proc/$1/fd" 2>/dev/null | grep -c 'socket:\['
+}
+
+# settle_socket_baseline [ARGS for echo_verify...]: for servers whose
+# threads and lanes do not follow their connections (event loops, pre-fork
+# workers, where a loop thread's lane and its ring descriptor appear with
+# its first connection): runs the warm-up connection, then records in
+# BASE_SOCKETS the server's socket count once it has stopped changing (two
+# equal samples 0.2 s apart, at most 5 s).
+settle_socket_baseline() {
+	local pid=$SERVER_PID tries=0 previous
+	run_client warm-up echo_verify -p "$PORT" -c 1 -n 4K -s 99 "$@"
+	previous=$(socket_count "$pid")
+	while [ $tries -lt 25 ]; do
+		sleep 0.2
+		BASE_SOCKETS=$(socket_count "$pid")
+		[ "$BASE_SOCKETS" = "$previous" ] && break
+		previous=$BASE_SOCKETS
+		tries=$((tries + 1))
+	done
+}
+
+# wait_for_sockets PID COUNT: waits (at most 10 s) until the process holds
+# at most COUNT sockets, i.e. it let go of every connection it served.
+wait_for_sockets() {
+	local pid=$1 count=$2 tries=0
+	while [ "$(socket_count "$pid")" -gt "$count" ]; do
+		[ $tries -ge 100 ] &&
+			fail "server $pid still holds $(socket_count "$pid") sockets 10 s after its clients left (idle: $count)"
+		sleep 0.1
+		tries=$((tries + 1))
+	done
+}
+
 # Resident memory of a process in KiB.
 rss_kib() {
 	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null
@@ -380,4 +416,162 @@ assert_carried_all() {
 		stats_json --all 2>&1 | head -n 60
 		fail "the shim did not carry the traffic (wanted at least $minimum bytes each way through the rings, $accepts_minimum accepts, ring_enters > 0, fallbacks 0)"
 	fi
+}
+
+# ---- event-loop servers ------------------------------------------------------
+
+server_stdout() {
+	local index
+	for index in "${!SERVER_PIDS[@]}"; do
+		if [ "${SERVER_PIDS[$index]}" = "$1" ]; then
+			ls "$TEST_TMP"/server.*."$index".out
+			return
+		fi
+	done
+	echo /dev/null
+}
+
+# stop_event_server LOOPS [WORKERS] [PID]: stops an event_echo server (with
+# SIGTERM, as stop_server) and checks its closing report: LOOPS loop lines
+# in all (over every worker process), each having read exactly as many
+# ticks from its kernel descriptor (a pipe or an eventfd waited for in the
+# same set as the sockets) as the helper thread wrote, at least one; every
+# process said `exit ok`, and with WORKERS pre-forked workers, the parent
+# saw each of them exit with status 0.  Sets EVENT_BYTES to the bytes the
+# loops echoed in total.
+stop_event_server() {
+	local loops=$1 workers=${2:-0} pid=${3:-$SERVER_PID} output lines bad exits tries=0
+	output=$(server_stdout "$pid")
+	check_server "$pid"
+	# Its report comes after every loop and worker has finished: give it
+	# time on a loaded machine before stop_server's 5 s and SIGKILL.
+	kill -TERM "$pid" 2>/dev/null
+	while process_alive "$pid" && [ $tries -lt 300 ]; do
+		sleep 0.1
+		tries=$((tries + 1))
+	done
+	terminate_process "$pid"
+	check_sanitizers "$(server_stderr "$pid")"
+	lines=$(grep -c '^loop ' "$output")
+	[ "$lines" = "$loops" ] ||
+		fail "event_echo printed $lines loop reports, expected $loops: $(tr '\n' ';' <"$output")"
+	bad=$(awk '/^loop / {
+			for (i = 3; i <= NF; i++) { split($i, kv, "="); value[kv[1]] = kv[2] }
+			if (value["ticks_written"] < 1 || value["ticks_read"] != value["ticks_written"]) print
+		}' "$output")
+	[ -z "$bad" ] || fail "a loop lost or invented readiness of its kernel descriptor: $bad"
+	note "kernel descriptor ticks: $(event_report_sum ticks_read "$output") read by $loops loops, none lost"
+	exits=$(grep -c '^exit ok$' "$output")
+	[ "$exits" = $((workers > 0 ? workers : 1)) ] ||
+		fail "event_echo: $exits processes reported a clean exit, expected $((workers > 0 ? workers : 1))"
+	if [ "$workers" -gt 0 ]; then
+		grep -q "^workers exited=$workers failed=0$" "$output" ||
+			fail "event_echo's workers did not all exit cleanly: $(grep '^workers' "$output")"
+	fi
+	EVENT_BYTES=$(event_report_sum bytes "$output")
+}
+
+# event_report_sum FIELD FILE: the sum of FIELD=VALUE over the loop reports.
+event_report_sum() {
+	awk -v field="$1" '/^loop / {
+		for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == field) sum += kv[2] }
+	} END { print sum + 0 }' "$2"
+}
+
+# add_client_bytes LABEL: adds the byte count of a finished echo_verify
+# run to CLIENT_BYTES.
+CLIENT_BYTES=0
+add_client_bytes() {
+	local bytes
+	bytes=$(sed -n 's/^ok connections=[0-9]* bytes=\([0-9]*\)$/\1/p' "$TEST_TMP/$1.out")
+	[ -n "$bytes" ] || fail "no byte count from the $1 client"
+	CLIENT_BYTES=$((CLIENT_BYTES + bytes))
+}
+
+# ---- installed servers (nginx, redis-server, memcached) ----------------------
+
+# free_port: prints a TCP port no socket uses, for servers that cannot be
+# told to pick one themselves.  It is taken below the ephemeral range, so
+# no outgoing connection takes it meanwhile; another test may still pick
+# the same one, which start_real_server --retry handles.
+free_port() {
+	local port tries=0 lowest=10000 ephemeral
+	ephemeral=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+	case $ephemeral in '' | *[!0-9]*) ephemeral=32768 ;; esac
+	[ "$ephemeral" -gt $((lowest + 1000)) ] || lowest=1024
+	while [ $tries -lt 200 ]; do
+		port=$((lowest + RANDOM % (ephemeral - lowest)))
+		if [ -z "$(ss -Htan "sport = :$port" 2>/dev/null)" ]; then
+			echo "$port"
+			return 0
+		fi
+		tries=$((tries + 1))
+	done
+	echo 0
+}
+
+# start_real_server [--plain] [--retry] [--env NAME=VALUE]... LABEL PORT COMMAND [ARGS...]
+#
+# Starts an installed server as start_server starts a test server: under
+# the shim unless --plain, with its counters in the test's stats directory,
+# stdout and stderr in $TEST_TMP/server.LABEL.N.{out,err} (stop_server and
+# check_server look there, and fail on stderr lines starting `LABEL:`).
+# COMMAND must stay in the foreground and listen on 127.0.0.1:PORT; waits
+# at most 10 s for that.  Sets SERVER_PID, PORT, SERVER_OUT and SERVER_ERR.
+# With --retry, a server that exits because its port was taken meanwhile
+# makes this return 1 (the caller picks another port) instead of failing.
+start_real_server() {
+	local plain=0 retry=0 environment=() label name port tries=0
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--plain) plain=1; shift ;;
+		--retry) retry=1; shift ;;
+		--env) environment+=("$2"); shift 2 ;;
+		*) break ;;
+		esac
+	done
+	name=$1 port=$2
+	shift 2
+	command -v "$1" >/dev/null || fail "$1 is not installed: run make deps"
+	[ "$port" -gt 0 ] || fail "no free port for $name"
+	environment+=("RINGSTEER_STATS_DIR=$STATS_DIR")
+	if [ $plain = 0 ] && shim_enabled; then
+		[ -e "$SHIM_LIBRARY" ] || fail "$SHIM_LIBRARY is missing: run make first"
+		environment+=("LD_PRELOAD=$SHIM")
+	fi
+	label="$name.${#SERVER_PIDS[@]}"
+	SERVER_OUT=$TEST_TMP/server.$label.out
+	SERVER_ERR=$TEST_TMP/server.$label.err
+	env "${environment[@]}" "$@" </dev/null >"$SERVER_OUT" 2>"$SERVER_ERR" &
+	SERVER_PID=$!
+	SERVER_PIDS+=("$SERVER_PID")
+	SERVER_NAMES+=("$name")
+	PORT=$port
+	# Listening itself, not some other process on that port.
+	until ss -Hltnp "sport = :$port" 2>/dev/null | grep -q "pid=$SERVER_PID,"; do
+		if ! process_alive "$SERVER_PID"; then
+			if [ $retry = 1 ] && grep -qi 'address already in use' "$SERVER_ERR" "$SERVER_OUT"; then
+				note "$name: port $port was taken meanwhile"
+				return 1
+			fi
+			fail "$name exited before listening: $(tail -n 5 "$SERVER_ERR" "$SERVER_OUT" | tr '\n' ' ')"
+		fi
+		[ $tries -ge 100 ] && fail "$name did not listen on port $port within 10 s"
+		sleep 0.1
+		tries=$((tries + 1))
+	done
+	note "started $name (pid $SERVER_PID, port $port$([ $plain = 0 ] && shim_enabled && echo ', under the shim'))"
+}
+
+# raise_descriptor_limit COUNT: makes the soft descriptor limit at least
+# COUNT for this test and what it starts (raising the hard limit too when
+# allowed, as root); fails if that is not possible.
+raise_descriptor_limit() {
+	local wanted=$1 hard
+	hard=$(ulimit -Hn)
+	if [ "$hard" != unlimited ] && [ "$hard" -lt "$wanted" ]; then
+		ulimit -Hn "$wanted" 2>/dev/null ||
+			fail "the hard descriptor limit is $hard, this test needs $wanted (run as root or raise it)"
+	fi
+	ulimit -n "$(ulimit -Hn)" || fail "cannot raise the descriptor limit to $(ulimit -Hn)"
 }

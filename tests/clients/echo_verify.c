@@ -24,6 +24,10 @@
  *                   moves for --stall-ms (default 1000), print `holding
  *                   ...`, hold the connections for --hold seconds (default
  *                   3), then close (reset with --rst-after)
+ *   --burst B       pipelined request and answer: at most B bytes sent and
+ *                   not yet echoed back, so the writes in flight (several
+ *                   small requests with a small --max-write) wait for
+ *                   their answers before the next burst (default: no limit)
  *   -t SECONDS      give up after this long (default 60)
  *   -v              one line per connection at the end, in order
  *
@@ -88,6 +92,7 @@ struct options {
 	bool no_read;
 	unsigned hold_seconds;
 	unsigned stall_ms;
+	uint64_t burst;           /* 0: no limit on bytes awaiting their echo */
 	unsigned timeout_seconds;
 	bool verbose;
 };
@@ -305,6 +310,14 @@ static bool send_some(struct connection *connection, uint64_t *last_progress)
 
 		if (size > connection->send_target - connection->sent)
 			size = (size_t)(connection->send_target - connection->sent);
+		if (options.burst) {
+			uint64_t awaiting = connection->sent - connection->received;
+
+			if (awaiting >= options.burst)
+				break;
+			if (size > options.burst - awaiting)
+				size = (size_t)(options.burst - awaiting);
+		}
 		fill_payload(connection, connection->sent, send_buffer, size);
 		sent = send(connection->fd, send_buffer, size, MSG_NOSIGNAL);
 		if (sent < 0) {
@@ -349,7 +362,8 @@ static void advance(struct connection *connection)
 	}
 	if (!options.no_read)
 		interest |= EPOLLIN;
-	if (connection->sent < connection->send_target)
+	if (connection->sent < connection->send_target &&
+	    (!options.burst || connection->sent - connection->received < options.burst))
 		interest |= EPOLLOUT;
 	set_interest(connection, interest);
 }
@@ -463,7 +477,7 @@ static void usage(void)
 		"usage: echo_verify -p PORT [-6] [-c CONNECTIONS] [-C MAX_OPEN] [--sequential]\n"
 		"                   [-n BYTES] [--vary] [-s SEED] [--max-write N] [--max-read N]\n"
 		"                   [--half-close] [--rst-after BYTES] [--no-read] [--hold SECONDS]\n"
-		"                   [--stall-ms MS] [-t SECONDS] [-v]\n");
+		"                   [--stall-ms MS] [--burst BYTES] [-t SECONDS] [-v]\n");
 	exit(2);
 }
 
@@ -479,6 +493,7 @@ static void parse_options(int argc, char **argv)
 		{ "no-read", no_argument, NULL, 'N' },
 		{ "hold", required_argument, NULL, 'h' },
 		{ "stall-ms", required_argument, NULL, 'm' },
+		{ "burst", required_argument, NULL, 'B' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int option;
@@ -534,6 +549,9 @@ static void parse_options(int argc, char **argv)
 		case 'm':
 			options.stall_ms = (unsigned)parse_size(optarg, "stall time");
 			break;
+		case 'B':
+			options.burst = parse_size(optarg, "burst size");
+			break;
 		case 't':
 			options.timeout_seconds = (unsigned)parse_size(optarg, "timeout");
 			break;
@@ -557,6 +575,10 @@ static void parse_options(int argc, char **argv)
 	}
 	if (options.half_close && (options.rst_after || options.no_read)) {
 		fprintf(stderr, "echo_verify: --half-close does not combine with --rst-after or --no-read\n");
+		exit(2);
+	}
+	if (options.burst && options.no_read) {
+		fprintf(stderr, "echo_verify: --burst does not combine with --no-read\n");
 		exit(2);
 	}
 	if (options.max_open == 0 || options.max_open > options.connections)
