@@ -15,8 +15,8 @@
  *                   (closed with a reset so the 4-tuple is free again):
  *                   counts how often both went to the same worker
  *   send:LINE       LINE on a connection of its own; prints the answer
- *   probe-not:K     short connections (not counted) until one is served by
- *                   a worker other than K: the others accept by now
+ *   probe-others:K  connections (not counted, held until it ends) until
+ *                   every worker but K has served one: they all accept now
  *   inflight:N      N connections that ask and do not wait for the answer
  *   settle:MS       takes answers until none came for MS ms
  *   kill:K          SIGKILL to worker K (its pid from an earlier answer)
@@ -531,18 +531,33 @@ static void step_send(const char *line)
 	printf("send: %s -> %s\n", line, answer);
 }
 
-static void step_probe_not(long worker)
+/* Held connections (not counted) until every worker but `except` has
+ * served one, then closed: by then each of them accepts.  Held, so that
+ * a load-aware policy moves on to the next worker. */
+static void step_probe_others(long except)
 {
-	for (int tries = 1; tries <= PROBE_LIMIT; tries++) {
-		int served = short_connection(next_port_index(), 0, false, false);
+	bool served[MAX_WORKERS] = { false };
+	int first = client.count, missing = client.workers - 1;
 
-		if (served >= 0 && served != worker) {
-			printf("probe: worker %d served try %d\n", served, tries);
+	for (int tries = 1; tries <= PROBE_LIMIT; tries++) {
+		int start = client.count, worker;
+
+		start_connection(next_port_index(), 0);
+		drive(start, 0, client.timeout_ms, false);
+		give_up_untallied(start);
+		worker = client.connections[start].worker;
+		if (worker >= 0 && worker != except && !served[worker]) {
+			served[worker] = true;
+			missing--;
+		}
+		if (!missing) {
+			printf("probe: every worker but %ld served within %d connections\n", except, tries);
+			drop_from(first, false);
 			return;
 		}
-		sleep_ms(5);
 	}
-	die("probe: only worker %ld served %d connections in a row", worker, PROBE_LIMIT);
+	die("probe: %d of the workers other than %ld served none of %d connections", missing, except,
+	    PROBE_LIMIT);
 }
 
 static void step_kill(long worker)
@@ -671,8 +686,8 @@ int main(int argc, char **argv)
 			step_repeat(number(value, 1, 20000, "source port count"), source_base);
 		} else if ((value = argument_of(step, "send"))) {
 			step_send(value);
-		} else if ((value = argument_of(step, "probe-not"))) {
-			step_probe_not(number(value, 0, client.workers - 1, "worker"));
+		} else if ((value = argument_of(step, "probe-others"))) {
+			step_probe_others(number(value, 0, client.workers - 1, "worker"));
 		} else if ((value = argument_of(step, "inflight"))) {
 			long count = number(value, 1, MAX_CONNECTIONS, "connection count");
 

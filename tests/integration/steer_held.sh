@@ -7,16 +7,17 @@
 # policy (least-loaded), with the workers as processes and as threads.
 #
 # steer_workers -W lets only worker 0 accept until the client sends
-# `release`; the client then waits until another worker has served a
-# connection before it counts.  Against the plain kernel (a shared accept
-# queue) worker 0 keeps taking its share of new connections.
+# `release`; the client then waits until each other worker has served a
+# connection (they all accept) before it counts.  Against the plain kernel
+# (a shared accept queue) worker 0 keeps taking its share of new
+# connections.
 . "$(dirname "$0")/../steer_lib.sh"
 
 steer_load
 
 for mode in -P -T; do
 	start_workers $mode 4 -W
-	run_steer "held$mode" -p "$PORT" -w 4 hold:200 report:held send:release probe-not:0 \
+	run_steer "held$mode" -p "$PORT" -w 4 hold:200 report:held send:release probe-others:0 \
 		hold:200 report:next
 	assert_no_failures "held$mode" held
 	[ "$(count_of "held$mode" held 0)" = 200 ] ||

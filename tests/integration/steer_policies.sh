@@ -17,7 +17,7 @@
 for policy in least-loaded p2c round-robin hash; do
 	steer_load --policy $policy
 	start_workers -P 4 -W
-	run_steer "$policy" -p "$PORT" -w 4 hold:200 report:held send:release probe-not:0 hold:400 report:next \
+	run_steer "$policy" -p "$PORT" -w 4 hold:200 report:held send:release probe-others:0 hold:400 report:next \
 		close short:400 report:rotation repeat:50 report:repeat
 	[ "$(count_of "$policy" held 0)" = 200 ] || fail "$policy: worker 0 should hold the first 200: $(report_line "$policy" held)"
 	for label in held next rotation repeat; do

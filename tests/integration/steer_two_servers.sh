@@ -20,7 +20,7 @@ start_workers -P 4
 server_b=$SERVER_PID
 port_b=$PORT
 
-run_steer loaded -p "$port_a" -q "$port_b" -w 4 hold:200 report:held send:release probe-not:0 \
+run_steer loaded -p "$port_a" -q "$port_b" -w 4 hold:200 report:held send:release probe-others:0 \
 	alternate hold:400 report:both
 [ "$(count_of loaded held 0 "$port_a")" = 200 ] || fail "A's worker 0 should hold 200: $(report_line loaded held "$port_a")"
 note "A: $(report_line loaded both "$port_a")"
