@@ -116,45 +116,47 @@ steer_status() {
 	"$TOOL" status --json --dir "$BPF_DIR"
 }
 
-# group_slots PORT: the status slots of the group on 127.0.0.1:PORT, one
-# JSON object a line.
+# group_slots PORT [HOST]: the status slots of the group on HOST:PORT
+# (127.0.0.1 unless given), one JSON object a line.
 group_slots() {
-	steer_status | jq -c --arg address "127.0.0.1:$1" '.groups[] | select(.address == $address) | .slots[]'
+	local address="${2:-127.0.0.1}:$1"
+	case ${2:-} in *:*) address="[$2]:$1" ;; esac
+	steer_status | jq -c --arg address "$address" '.groups[] | select(.address == $address) | .slots[]'
 }
 
-# slot_sum PORT PID FIELD: FIELD summed over the slots of PID in PORT's group.
+# slot_sum PORT PID FIELD [HOST]: FIELD summed over the slots of PID in the group.
 slot_sum() {
-	group_slots "$1" | jq -s --argjson pid "$2" --arg field "$3" \
+	group_slots "$1" "${4:-}" | jq -s --argjson pid "$2" --arg field "$3" \
 		'[.[] | select(.pid == $pid) | .[$field]] | add // 0'
 }
 
-# assert_status_agrees RUN LABEL PORT HELD: for each worker process the
+# assert_status_agrees RUN LABEL PORT HELD [HOST]: for each worker process the
 # client saw (pids in the report), `ringsteer status` counts as many
 # connections steered to its slots as the client saw it serve, and, when
 # HELD is 1 (the client still holds them), as many open and none pending;
 # and nothing was steered to any other process.  The lanes publish open
 # from their loops: waits at most 10 s for it.
 assert_status_agrees() {
-	local run=$1 label=$2 port=$3 held=$4 pids counts worker pid count steered open pending tries total
+	local run=$1 label=$2 port=$3 held=$4 host=${5:-} pids counts worker pid count steered open pending tries total
 	pids=$(report_field "$run" "$label" pids)
 	counts=$(report_field "$run" "$label" counts)
 	total=$(report_field "$run" "$label" connections)
-	steered=$(group_slots "$port" | jq -s '[.[].steered] | add // 0')
+	steered=$(group_slots "$port" "$host" | jq -s '[.[].steered] | add // 0')
 	[ "$steered" = "$total" ] ||
-		fail "ringsteer status counts $steered connections steered on port $port, the client saw $total: $(group_slots "$port" | tr '\n' ' ')"
+		fail "ringsteer status counts $steered connections steered on port $port, the client saw $total: $(group_slots "$port" "$host" | tr '\n' ' ')"
 	worker=0
 	for pid in ${pids//,/ }; do
 		count=$(cut -d, -f$((worker + 1)) <<<"$counts")
-		steered=$(slot_sum "$port" "$pid" steered)
+		steered=$(slot_sum "$port" "$pid" steered "$host")
 		[ "$steered" = "$count" ] ||
 			fail "ringsteer status says $steered connections were steered to worker $worker (pid $pid), the client saw it serve $count"
 		if [ "$held" = 1 ]; then
 			tries=0
-			while open=$(slot_sum "$port" "$pid" open) && [ "$open" != "$count" ] && [ $tries -lt 100 ]; do
+			while open=$(slot_sum "$port" "$pid" open "$host") && [ "$open" != "$count" ] && [ $tries -lt 100 ]; do
 				sleep 0.1
 				tries=$((tries + 1))
 			done
-			pending=$(slot_sum "$port" "$pid" pending)
+			pending=$(slot_sum "$port" "$pid" pending "$host")
 			[ "$open" = "$count" ] && [ "$pending" = 0 ] ||
 				fail "ringsteer status shows worker $worker (pid $pid) with $open open and $pending pending, the client holds $count connections on it"
 		fi
