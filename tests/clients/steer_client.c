@@ -32,7 +32,8 @@
  *   refused=F unanswered=U cyclic=yes|no same=S differ=D pids=P0,P1,..
  *
  * counts are per worker index (0..-w); resets are connections closed or
- * reset before their answer, refused are refused connects; cyclic says the
+ * reset before their answer, refused are refused connects (both counted
+ * for every step, probes included: no connection may fail); cyclic says the
  * short connections went to the workers in a fixed rotation, each once per
  * round.  Exits 1 on a broken step (unknown worker, malformed answer), 2
  * on bad usage; placements, resets and refusals are for the test to judge.
@@ -242,14 +243,13 @@ static int record_answer(struct connection *connection, bool tallied)
 	return worker;
 }
 
-static void failed(struct connection *connection, bool refused, bool tallied)
+/* A failure counts whatever the step: no connection may fail. */
+static void failed(struct connection *connection, bool refused)
 {
-	if (tallied) {
-		if (refused)
-			client.tallies[connection->port_index].refused++;
-		else
-			client.tallies[connection->port_index].resets++;
-	}
+	if (refused)
+		client.tallies[connection->port_index].refused++;
+	else
+		client.tallies[connection->port_index].resets++;
 	close(connection->fd);
 	connection->fd = -1;
 	connection->state = DONE;
@@ -266,11 +266,11 @@ static int advance(struct connection *connection, short revents, bool tallied)
 		if (error) {
 			if (error != ECONNREFUSED && error != ECONNRESET)
 				die("connect: %s", strerror(error));
-			failed(connection, error == ECONNREFUSED, tallied);
+			failed(connection, error == ECONNREFUSED);
 			return -1;
 		}
 		if (send(connection->fd, "who\n", 4, MSG_NOSIGNAL) != 4) {
-			failed(connection, false, tallied);
+			failed(connection, false);
 			return -1;
 		}
 		connection->state = WAITING;
@@ -285,7 +285,7 @@ static int advance(struct connection *connection, short revents, bool tallied)
 		if (received <= 0) {
 			if (received < 0 && errno == EAGAIN)
 				return -1;
-			failed(connection, false, tallied);
+			failed(connection, false);
 			return -1;
 		}
 		connection->length += (size_t)received;
@@ -459,9 +459,7 @@ static void step_window(long from_ms, long to_ms)
 			if (connection->worker >= 0) {
 				tally->counts[connection->worker]++;
 				tally->connections++;
-			} else if (connection->state == DONE) {
-				tally->resets++;
-			} else {
+			} else if (connection->state != DONE) {
 				tally->unanswered++;
 			}
 		}
