@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: MIT
+# shellcheck shell=bash
 #
 # Shared by the steering scenarios (tests/integration/steer_*.sh), sourced
 # at their top instead of lib.sh (it sources lib.sh itself).

@@ -92,7 +92,8 @@ trap cleanup EXIT
 
 # start_server CONFIG WORKERS: sets SERVER_PID and PORT.
 start_server() {
-	local config=$1 workers=$2 tries=0 environment=() arguments=(-p 0 -P "$workers")
+	local config=$1 workers=$2 tries=0 environment=() arguments
+	arguments=(-p 0 -P "$workers")
 	case $config in
 	shared) ;;
 	hashing) arguments+=(-r) ;;
