@@ -68,7 +68,7 @@ UNIT_LIB_OBJS := $(LIB_OBJS)
 
 DEPS := $(BPF_OBJS:.o=.d) $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(UNIT_SRCS:.c=.d) $(PROG_SRCS:.c=.d)
 
-.PHONY: all deps test unit integration bench install uninstall clean
+.PHONY: all deps test unit integration bench bench-steer install uninstall clean
 all: $(LIB) $(TOOL) $(BPF_OBJS)
 
 bpf/%.bpf.o: bpf/%.bpf.c
@@ -141,6 +141,10 @@ test: all $(UNIT_BINS) $(PROG_BINS)
 
 bench: all $(PROG_BINS)
 	$(Q)tools/bench/run.sh
+
+# Connection steering: placement and tail latency (needs root).
+bench-steer: all $(PROG_BINS)
+	$(Q)tools/bench/steer_bench.sh
 
 # ---- install ----------------------------------------------------------------
 install: all

@@ -158,7 +158,7 @@ start_server() {
 	SERVER_NAMES+=("$name")
 	PORT=
 	while [ $tries -lt 100 ]; do
-		PORT=$(sed -n 's/^listening \([0-9][0-9]*\)$/\1/p' "$SERVER_OUT" | head -n 1)
+		PORT=$(sed -n 's/^listening \([0-9][0-9]*\)$/\1/p' "$SERVER_OUT" 2>/dev/null | head -n 1)
 		[ -n "$PORT" ] && break
 		process_alive "$SERVER_PID" || fail "$name exited before listening"
 		sleep 0.1
