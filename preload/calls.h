@@ -35,6 +35,7 @@ RS_CALL(ssize_t, sendfile64, (int out_fd, int in_fd, off64_t *offset, size_t cou
 RS_CALL(int, close, (int fd), (fd))
 RS_CALL(int, close_range, (unsigned int first, unsigned int last, int flags), (first, last, flags))
 RS_CALL(int, shutdown, (int fd, int how), (fd, how))
+RS_CALL(int, getsockopt, (int fd, int level, int name, void *value, socklen_t *len), (fd, level, name, value, len))
 RS_CALL(int, setsockopt, (int fd, int level, int name, const void *value, socklen_t len), (fd, level, name, value, len))
 RS_CALL(int, dup, (int fd), (fd))
 RS_CALL(int, dup2, (int fd, int newfd), (fd, newfd))

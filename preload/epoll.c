@@ -53,6 +53,18 @@ struct entry {
 	bool disabled;              /* EPOLLONESHOT reported */
 };
 
+/* An emulated set inside this one (nested epoll): it is also in the kernel
+ * set, which sees its kernel part; this reports its accelerated sockets. */
+struct nested {
+	struct rs_epoll *inner;
+	int fd;
+	uint32_t events;
+	epoll_data_t data;
+	bool disabled;              /* EPOLLONESHOT reported */
+};
+
+#define NESTED_MAX 8
+
 struct rs_epoll {
 	int fd;
 	bool dead;                  /* the application closed it */
@@ -60,6 +72,8 @@ struct rs_epoll {
 	struct entry *entries;
 	unsigned count;
 	unsigned capacity;
+	struct nested nested[NESTED_MAX];
+	unsigned nested_count;
 	unsigned next_scan;         /* where the next scan starts, for fairness */
 	/* The poll on the kernel part. */
 	_Atomic bool kernel_poll_in_flight;
@@ -124,6 +138,7 @@ static struct rs_epoll *set_create(int fd)
 	set->fd = fd;
 	set->dead = false;
 	set->count = 0;
+	set->nested_count = 0;
 	set->next_scan = 0;
 	atomic_store(&set->kernel_poll_in_flight, false);
 	/* Unknown until looked at once. */
@@ -190,6 +205,14 @@ void rs_epoll_close(int fd)
 			*link = set->next;
 			break;
 		}
+	}
+	for (struct rs_epoll *outer = live_sets; outer; outer = outer->next) {
+		pthread_mutex_lock(&outer->lock);
+		for (unsigned i = outer->nested_count; i-- > 0;) {
+			if (outer->nested[i].inner == set)
+				outer->nested[i] = outer->nested[--outer->nested_count];
+		}
+		pthread_mutex_unlock(&outer->lock);
 	}
 	pthread_mutex_unlock(&sets_lock);
 	pthread_mutex_lock(&set->lock);
@@ -330,7 +353,7 @@ static int check_control(int op, int fd, int set_fd, const struct epoll_event *e
 {
 	if (op != EPOLL_CTL_ADD && op != EPOLL_CTL_MOD && op != EPOLL_CTL_DEL)
 		return -EINVAL;
-	if (op != EPOLL_CTL_DEL && !event)
+	if (op != EPOLL_CTL_DEL && rs_bad_pointer(event))
 		return -EFAULT;
 	if (fd == set_fd)
 		return -EINVAL;
@@ -343,6 +366,37 @@ static int check_control(int op, int fd, int set_fd, const struct epoll_event *e
 	return 0;
 }
 
+/* An emulated set joins, changes in or leaves another set: the kernel's
+ * registration stands for its kernel part, the nested entry for the rest. */
+static long control_nested(int set_fd, int op, struct rs_epoll *inner, struct epoll_event *event)
+{
+	long ret = kernel_result(REAL(epoll_ctl)(set_fd, op, inner->fd, event));
+	struct rs_epoll *outer = set_lookup(set_fd);
+
+	if (ret < 0 || (!outer && !(op == EPOLL_CTL_ADD && (outer = set_adopt(set_fd)))))
+		return ret;
+	pthread_mutex_lock(&sets_lock);
+	pthread_mutex_lock(&outer->lock);
+	for (unsigned i = 0; i < outer->nested_count; i++) {
+		if (outer->nested[i].inner != inner)
+			continue;
+		if (op == EPOLL_CTL_DEL)
+			outer->nested[i] = outer->nested[--outer->nested_count];
+		else
+			outer->nested[i] = (struct nested){ .inner = inner, .fd = inner->fd,
+							   .events = event->events,
+							   .data = event->data };
+		op = -1;
+		break;
+	}
+	if (op == EPOLL_CTL_ADD && outer->nested_count < NESTED_MAX)
+		outer->nested[outer->nested_count++] = (struct nested){
+			.inner = inner, .fd = inner->fd, .events = event->events, .data = event->data };
+	pthread_mutex_unlock(&outer->lock);
+	pthread_mutex_unlock(&sets_lock);
+	return ret;
+}
+
 long rs_epoll_ctl(int set_fd, int op, int fd, struct epoll_event *event)
 {
 	struct rs_socket *socket = rs_fd_get(fd);
@@ -351,8 +405,13 @@ long rs_epoll_ctl(int set_fd, int op, int fd, struct epoll_event *event)
 	long ret;
 	int index;
 
-	if (likely(!socket))
+	if (likely(!socket)) {
+		struct rs_epoll *inner = set_lookup(fd);
+
+		if (inner && fd != set_fd && (op == EPOLL_CTL_DEL || !rs_bad_pointer(event)))
+			return control_nested(set_fd, op, inner, event);
 		return kernel_result(REAL(epoll_ctl)(set_fd, op, fd, event));
+	}
 	lane = rs_lane_get();
 	if (rs_listener_steered(socket) && lane) {
 		ret = rs_listener_epoll_ctl(socket, lane, set_fd, op, event);
@@ -422,6 +481,72 @@ long rs_epoll_ctl(int set_fd, int op, int fd, struct epoll_event *event)
 }
 
 /* ---- wait ------------------------------------------------------------------ */
+
+/* Whether an accelerated socket of the set is ready, changing nothing. */
+static bool sockets_ready(struct rs_epoll *set)
+{
+	bool ready = false;
+
+	pthread_mutex_lock(&set->lock);
+	for (unsigned i = 0; i < set->count && !ready; i++) {
+		struct entry *entry = &set->entries[i];
+		struct rs_socket *socket = entry->socket;
+		uint32_t mask;
+
+		if (entry->disabled)
+			continue;
+		pthread_mutex_lock(&socket->lock);
+		mask = rs_socket_readiness(socket) & (entry->events | EPOLLERR | EPOLLHUP);
+		if (entry->events & EPOLLET)
+			ready = mask && (entry->pending || socket->rx_generation != entry->seen_rx ||
+					 socket->tx_generation != entry->seen_tx);
+		else
+			ready = mask != 0;
+		pthread_mutex_unlock(&socket->lock);
+	}
+	pthread_mutex_unlock(&set->lock);
+	return ready;
+}
+
+/* Reports the nested sets whose accelerated sockets are ready. */
+static int collect_nested(struct rs_epoll *set, struct epoll_event *events, int max)
+{
+	int found = 0;
+
+	pthread_mutex_lock(&sets_lock);
+	pthread_mutex_lock(&set->lock);
+	for (unsigned i = 0; i < set->nested_count && found < max; i++) {
+		struct nested *nested = &set->nested[i];
+
+		if (nested->disabled || !(nested->events & EPOLLIN) || !sockets_ready(nested->inner))
+			continue;
+		events[found].events = EPOLLIN;
+		events[found].data = nested->data;
+		found++;
+		if (nested->events & EPOLLONESHOT)
+			nested->disabled = true;
+	}
+	pthread_mutex_unlock(&set->lock);
+	pthread_mutex_unlock(&sets_lock);
+	return found;
+}
+
+/* The kernel part may report a nested set the shim already did: events
+ * [first, first + nested) are the shim's, the harvested ones follow. */
+static int drop_duplicates(struct epoll_event *events, int first, int nested, int harvested)
+{
+	int reported = first + nested, kept = reported;
+
+	for (int i = reported; i < reported + harvested; i++) {
+		bool duplicate = false;
+
+		for (int j = first; j < reported && !duplicate; j++)
+			duplicate = events[j].data.u64 == events[i].data.u64;
+		if (!duplicate)
+			events[kept++] = events[i];
+	}
+	return kept - reported;
+}
 
 /* Reports the ready entries of the interest list, at most max. */
 static int collect(struct rs_epoll *set, struct epoll_event *events, int max)
@@ -501,7 +626,7 @@ static bool has_entries(struct rs_epoll *set)
 	bool any;
 
 	pthread_mutex_lock(&set->lock);
-	any = set->count != 0;
+	any = set->count != 0 || set->nested_count != 0;
 	pthread_mutex_unlock(&set->lock);
 	return any;
 }
@@ -515,7 +640,7 @@ static long wait_common(int set_fd, struct epoll_event *events, int max, long lo
 	uint64_t deadline = 0;
 	long found = 0;
 
-	if (!set || !lane || !has_entries(set)) {
+	if (!set || !lane || !has_entries(set) || rs_bad_pointer(events)) {
 		struct timespec timeout = { .tv_sec = timeout_ns / 1000000000ll,
 					    .tv_nsec = timeout_ns % 1000000000ll };
 
@@ -550,9 +675,18 @@ static long wait_common(int set_fd, struct epoll_event *events, int max, long lo
 		bool foreign;
 		int ret;
 
+		int nested;
+
+		/* A look that cannot wait submits first: what is already there
+		 * for the receives ahead it arms completes during it. */
+		if (timeout_ns == 0 && (lane->arming_count || lane->dirty_count))
+			rs_lane_submit(lane);
 		rs_lane_reap(lane);
 		found = collect(set, events, max);
-		found += harvest_kernel(set, events + found, max - (int)found);
+		nested = set->nested_count ? collect_nested(set, events + found, max - (int)found) : 0;
+		found += nested;
+		found += drop_duplicates(events, (int)found - nested, nested,
+					 harvest_kernel(set, events + found, max - (int)found));
 		/* Armed every turn, so kernel fds are seen even while the
 		 * accelerated sockets keep the loop busy. */
 		arm_kernel_poll(set, lane);

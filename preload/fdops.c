@@ -327,8 +327,20 @@ long rs_ioctl(int fd, unsigned long request, unsigned long argument)
 	if (REAL(ioctl)(fd, request, argument) < 0)
 		return -errno;
 	if (request == FIONREAD && argument && (socket = rs_fd_get(fd))) {
-		/* Bytes received ahead are the application's too. */
+		struct rs_lane *lane = rs_lane_get();
+
+		/* Bytes received ahead are the application's too.  What the
+		 * receive in flight has taken may have completed during the
+		 * ioctl: reap it first.  With a receive still in flight the
+		 * kernel holds nothing it has not handed over. */
+		if (lane && socket->event_mode) {
+			rs_lane_enter(lane);
+			rs_lane_reap(lane);
+			rs_lane_leave(lane);
+		}
 		pthread_mutex_lock(&socket->lock);
+		if (socket->event_mode && socket->rx_in_flight)
+			*(int *)argument = 0;
 		*(int *)argument += (int)rs_socket_buffered(socket);
 		pthread_mutex_unlock(&socket->lock);
 		rs_socket_unref(socket);

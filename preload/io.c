@@ -263,10 +263,11 @@ static long event_receive(struct rs_socket *socket, enum receive_kind kind, void
 
 			if (!(flags & MSG_PEEK)) {
 				socket->rx_start += copied;
-				if (socket->rx_start == socket->rx_end) {
+				/* While a receive is in flight it writes at rx_end:
+				 * the offsets stay until it completes. */
+				if (socket->rx_start == socket->rx_end && !socket->rx_in_flight)
 					socket->rx_start = socket->rx_end = 0;
-					rs_socket_want_receive(socket, lane);
-				}
+				rs_socket_want_receive(socket, lane);
 			}
 			total += copied;
 			if (!wait_all || total == length || nonblocking) {
@@ -565,7 +566,7 @@ static long queue_send(struct rs_socket *socket, const struct iovec *iov, int io
 	struct rs_lane *lane;
 	struct iovec rest[IOV_MAX];
 	size_t total, accepted = 0;
-	bool overflow, nonblocking;
+	bool overflow, nonblocking, pushed = false;
 	long result = 0;
 	int error;
 
@@ -632,6 +633,15 @@ static long queue_send(struct rs_socket *socket, const struct iovec *iov, int io
 		if (accepted == total) {
 			result = (long)accepted;
 			break;
+		}
+		if (nonblocking && !pushed && !socket->tx_in_flight && socket->txq.bytes) {
+			/* Full: before saying EAGAIN, hand what fits to the
+			 * kernel, so that EAGAIN means what it means without
+			 * the shim, the peer is not taking bytes. */
+			pushed = true;
+			rs_socket_push_to_kernel(socket);
+			if (!socket->tx_error)
+				continue;
 		}
 		if (nonblocking) {
 			/* Full: EAGAIN, and the room that frees up later
@@ -873,26 +883,26 @@ static bool classify_tcp(int fd, struct tcp_options *options)
 	struct timeval receive_timeout = { 0 }, send_timeout = { 0 };
 	struct linger linger = { 0 };
 
-	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) ||
+	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) ||
 	    (domain != AF_INET && domain != AF_INET6))
 		return false;
 	length = sizeof(int);
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) || type != SOCK_STREAM)
+	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &length) || type != SOCK_STREAM)
 		return false;
 	length = sizeof(int);
-	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &length) || protocol != IPPROTO_TCP)
+	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &length) || protocol != IPPROTO_TCP)
 		return false;
 	flags = REAL(fcntl)(fd, F_GETFL, 0);
 	if (flags < 0)
 		return false;
 	length = sizeof(int);
-	getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length);
+	REAL(getsockopt)(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length);
 	length = sizeof(receive_timeout);
-	getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &receive_timeout, &length);
+	REAL(getsockopt)(fd, SOL_SOCKET, SO_RCVTIMEO, &receive_timeout, &length);
 	length = sizeof(send_timeout);
-	getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, &length);
+	REAL(getsockopt)(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, &length);
 	length = sizeof(linger);
-	getsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, &length);
+	REAL(getsockopt)(fd, SOL_SOCKET, SO_LINGER, &linger, &length);
 	options->listening = listening;
 	options->nonblocking = flags & O_NONBLOCK;
 	options->has_timeouts = receive_timeout.tv_sec || receive_timeout.tv_usec ||
@@ -1201,6 +1211,31 @@ long rs_shutdown(int fd, int how)
 	if (deferred)
 		return how == SHUT_RDWR ? kernel_result(REAL(shutdown)(fd, SHUT_RD)) : 0;
 	return kernel_result(REAL(shutdown)(fd, how));
+}
+
+/* SO_ERROR: an error the shim took from the connection (a reset met by a
+ * receive ahead, a deferred send's failure) is the socket's pending error,
+ * reported and cleared as the kernel does. */
+long rs_getsockopt(int fd, int level, int name, void *value, socklen_t *length)
+{
+	struct rs_socket *socket;
+
+	if (REAL(getsockopt)(fd, level, name, value, length) < 0)
+		return -errno;
+	if (level != SOL_SOCKET || name != SO_ERROR || !value || !length ||
+	    *length < (socklen_t)sizeof(int) || *(int *)value || !(socket = rs_fd_get(fd)))
+		return 0;
+	pthread_mutex_lock(&socket->lock);
+	if (socket->rx_error) {
+		*(int *)value = -socket->rx_error;
+		socket->rx_error = 0;
+	} else if (socket->tx_error && socket->tx_error != -EPIPE) {
+		*(int *)value = -socket->tx_error;
+		socket->tx_error = 0;
+	}
+	pthread_mutex_unlock(&socket->lock);
+	rs_socket_unref(socket);
+	return 0;
 }
 
 long rs_setsockopt(int fd, int level, int name, const void *value, socklen_t length)

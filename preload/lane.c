@@ -442,6 +442,7 @@ int rs_lane_wait_timeout(struct rs_lane *lane, struct __kernel_timespec *timeout
 {
 	struct io_uring_getevents_arg argument = { 0 };
 	unsigned wait_for = 1, submit;
+	uint64_t started;
 	struct io_uring_cqe *cqe;
 	int ret;
 
@@ -477,9 +478,20 @@ int rs_lane_wait_timeout(struct rs_lane *lane, struct __kernel_timespec *timeout
 	RS_STAT_ADD(lane->stats, ring_enters, 1);
 	lane->unsubmitted = 0;
 	lane->sends_prepared = 0;
+	started = timeout ? rs_now_ns() : 0;
 	ret = io_uring_enter2(lane->ring.ring_fd, submit, wait_for,
 			      IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, (sigset_t *)&argument,
 			      sizeof(argument));
+	if (ret >= 0 && !io_uring_cq_ready(&lane->ring)) {
+		/* An enter that submitted reports that count even when a
+		 * signal or the timeout ended its wait: with nothing
+		 * completed, the time tells which. */
+		uint64_t waited = timeout ? rs_now_ns() - started : 0;
+		uint64_t limit = timeout ? (uint64_t)timeout->tv_sec * 1000000000ull +
+						(uint64_t)timeout->tv_nsec : 0;
+
+		ret = timeout && waited >= limit ? -ETIME : -EINTR;
+	}
 	rs_lane_reap(lane);
 	if (ret == -ETIME || ret == -EINTR)
 		return ret;
@@ -535,7 +547,7 @@ void rs_lane_flush_before_block(void)
 {
 	struct rs_lane *lane = current_lane;
 
-	if (!lane || (!lane->dirty_count))
+	if (!lane || (!lane->dirty_count && !lane->arming_count))
 		return;
 	rs_lane_enter(lane);
 	rs_lane_submit(lane);

@@ -72,7 +72,7 @@ static bool has_reuseport(int fd)
 	int value = 0;
 	socklen_t length = sizeof(value);
 
-	return getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &value, &length) == 0 && value;
+	return REAL(getsockopt)(fd, SOL_SOCKET, SO_REUSEPORT, &value, &length) == 0 && value;
 }
 
 /* Whether the address can be bound by a socket outside any reuseport group,
@@ -85,11 +85,11 @@ static bool address_free(int fd, const struct sockaddr *address, socklen_t lengt
 
 	if (probe < 0)
 		return false;
-	if (!getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &value, &size) && value)
+	if (!REAL(getsockopt)(fd, SOL_SOCKET, SO_REUSEADDR, &value, &size) && value)
 		REAL(setsockopt)(probe, SOL_SOCKET, SO_REUSEADDR, &value, sizeof(value));
 	size = sizeof(value);
 	if (address->sa_family == AF_INET6 &&
-	    !getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &value, &size))
+	    !REAL(getsockopt)(fd, IPPROTO_IPV6, IPV6_V6ONLY, &value, &size))
 		REAL(setsockopt)(probe, IPPROTO_IPV6, IPV6_V6ONLY, &value, sizeof(value));
 	free_now = REAL(bind)(probe, address, length) == 0;
 	REAL(close)(probe);

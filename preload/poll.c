@@ -176,7 +176,7 @@ static long ring_poll(struct pollfd *fds, nfds_t count, long long timeout_ns,
 	long ready;
 
 	*handled = false;
-	if (!lane || !rs_config.event_sockets || !count)
+	if (!lane || !rs_config.event_sockets || !count || rs_bad_pointer(fds))
 		return 0;
 	if (count > STACK_SLOTS) {
 		slots = malloc(count * sizeof(*slots));
@@ -324,6 +324,9 @@ static long ring_select(int count, fd_set *readable, fd_set *writable, fd_set *e
 	long ready;
 
 	*handled = false;
+	if ((readable && rs_bad_pointer(readable)) || (writable && rs_bad_pointer(writable)) ||
+	    (exceptional && rs_bad_pointer(exceptional)))
+		return 0;
 	if (count <= 0 || count > FD_SETSIZE || !rs_lane_get() || !rs_config.event_sockets ||
 	    !sets_have_accelerated(count, readable, writable, exceptional))
 		return 0;

@@ -371,6 +371,14 @@ int rs_socket_enter_event_mode(struct rs_socket *socket);
 /* The socket's readiness as epoll reports it (EPOLLIN, EPOLLOUT, ...);
  * socket locked. */
 uint32_t rs_socket_readiness(struct rs_socket *socket);
+/* Room in the send queue, with the kernel's hysteresis: after EAGAIN, only
+ * once a third of the queue is free again; socket locked. */
+static inline bool rs_socket_has_room(const struct rs_socket *socket)
+{
+	if (socket->tx_blocked)
+		return socket->txq.bytes <= rs_config.txq_bytes - rs_config.txq_bytes / 3;
+	return socket->txq.bytes < rs_config.txq_bytes;
+}
 /* Event-mode sockets' buffered bytes (FIONREAD); socket locked. */
 size_t rs_socket_buffered(const struct rs_socket *socket);
 /* Stops a receive ahead before the socket's fd is closed. */
@@ -388,6 +396,14 @@ void rs_sockets_exit(void);
 #undef RS_CALL_VARIADIC
 
 uint64_t rs_now_ns(void);
+
+/* The kernel answers EFAULT for a buffer it cannot reach; the shim would
+ * crash on it instead.  The common case, a null or tiny pointer, takes the
+ * kernel path, which answers it. */
+static inline bool rs_bad_pointer(const void *pointer)
+{
+	return (uintptr_t)pointer < 65536;
+}
 
 /* Under LeakSanitizer, memory the shim maps itself holds pointers to heap
  * objects: it must be scanned (weak: absent in a normal build). */

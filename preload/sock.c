@@ -210,6 +210,11 @@ static void record_send_error(struct rs_socket *socket, int error)
 	if (!socket->tx_error)
 		socket->tx_error = error;
 	socket->broken = true;
+	/* A failed connection is an event for both directions: an
+	 * edge-triggered waiter for room must hear of it. */
+	socket->tx_blocked = false;
+	socket->tx_generation++;
+	socket->rx_generation++;
 	/* Nothing queued behind a failed send can reach the peer. */
 	rs_send_queue_clear(&socket->txq);
 	socket->shutdown_write_pending = false;
@@ -231,7 +236,7 @@ void rs_socket_send_done(struct rs_socket *socket, struct rs_lane *lane, bool ow
 		rs_send_queue_consume(&socket->txq, (size_t)result);
 		/* Counted whoever reaps it (the owner, or the flusher). */
 		RS_STAT_ADD(lane->stats, bytes_sent, (uint64_t)result);
-		if (socket->tx_blocked && socket->txq.bytes < rs_config.txq_bytes) {
+		if (socket->tx_blocked && rs_socket_has_room(socket)) {
 			/* Room after EAGAIN: an edge, as the kernel's write space. */
 			socket->tx_blocked = false;
 			socket->tx_generation++;
@@ -239,11 +244,6 @@ void rs_socket_send_done(struct rs_socket *socket, struct rs_lane *lane, bool ow
 		}
 	} else if (result < 0 && result != -ECANCELED && result != -EINTR && result != -EAGAIN) {
 		record_send_error(socket, result);
-		/* A failed connection is an event for both directions: an
-		 * edge-triggered waiter for room must hear of it. */
-		socket->tx_blocked = false;
-		socket->tx_generation++;
-		socket->rx_generation++;
 		lane->readiness_changes++;
 		return;
 	}
@@ -286,6 +286,12 @@ int rs_socket_push_to_kernel(struct rs_socket *socket)
 		RS_STAT_ADD(rs_process_stats, bytes_sent, (uint64_t)sent);
 		RS_STAT_ADD(rs_process_stats, flusher_sends, 1);
 		rs_send_queue_consume(&socket->txq, (size_t)sent);
+		if (socket->tx_blocked && rs_socket_has_room(socket)) {
+			/* Room after EAGAIN, made by the flusher while the
+			 * owner was away: the edge it will find on return. */
+			socket->tx_blocked = false;
+			socket->tx_generation++;
+		}
 	}
 	if (!socket->txq.bytes)
 		queue_drained(socket);
@@ -323,7 +329,8 @@ static void list_for_arming(struct rs_socket *socket, struct rs_lane *lane)
 
 void rs_socket_want_receive(struct rs_socket *socket, struct rs_lane *lane)
 {
-	if (!socket->event_mode || socket->rx_in_flight || socket->rx_start < socket->rx_end ||
+	if (!socket->event_mode || socket->rx_in_flight ||
+	    socket->rx_end - socket->rx_start >= socket->rx_capacity ||
 	    socket->rx_eof || socket->rx_reset || socket->rx_error || socket->fd < 0 ||
 	    socket->closed || socket->kernel_path || !lane)
 		return;
@@ -350,12 +357,21 @@ void rs_socket_arm(struct rs_socket *socket, struct rs_lane *lane)
 	socket->arming_lane = NULL;
 	if (socket->fd < 0 || socket->closed)
 		return;
-	if (socket->rx_wanted && !socket->rx_in_flight && socket->rx_start == socket->rx_end &&
+	if (socket->rx_wanted && !socket->rx_in_flight &&
+	    socket->rx_end - socket->rx_start < socket->rx_capacity &&
 	    !socket->rx_eof && !socket->rx_reset && !socket->rx_error) {
+		size_t unread = socket->rx_end - socket->rx_start;
+
 		socket->rx_wanted = false;
-		socket->rx_start = socket->rx_end = 0;
+		/* Unread bytes move to the front, so the receive gets all the
+		 * room; nothing writes into the buffer meanwhile. */
+		if (socket->rx_start && unread)
+			memmove(socket->rx_buffer, socket->rx_buffer + socket->rx_start, unread);
+		socket->rx_start = 0;
+		socket->rx_end = unread;
 		sqe = rs_lane_sqe(lane);
-		io_uring_prep_recv(sqe, socket->fd, socket->rx_buffer, socket->rx_capacity, 0);
+		io_uring_prep_recv(sqe, socket->fd, socket->rx_buffer + unread,
+				   socket->rx_capacity - unread, 0);
 		io_uring_sqe_set_data(sqe, &socket->rx_op);
 		socket->rx_in_flight = true;
 		socket->rx_lane = lane;
@@ -377,9 +393,12 @@ void rs_socket_receive_done(struct rs_socket *socket, struct rs_lane *lane, int 
 	if (socket->fd < 0 || socket->closed)
 		return; /* closed meanwhile: nobody reads it */
 	if (result > 0) {
-		socket->rx_start = 0;
-		socket->rx_end = (size_t)result;
+		/* Appended behind what is unread (the reads meanwhile only
+		 * moved rx_start); receiving goes on while there is room, so
+		 * every arrival is an edge, as with the kernel. */
+		socket->rx_end += (size_t)result;
 		RS_STAT_ADD(lane->stats, bytes_received, (uint64_t)result);
+		rs_socket_want_receive(socket, lane);
 	} else if (result == 0) {
 		socket->rx_eof = true;
 	} else if (result == -ECANCELED || result == -EINTR || result == -EAGAIN) {
@@ -417,7 +436,7 @@ uint32_t rs_socket_readiness(struct rs_socket *socket)
 	if (socket->rx_error || (socket->tx_error && socket->tx_error != -EPIPE))
 		mask |= EPOLLERR;
 	if (socket->write_shut || socket->rx_reset || socket->broken ||
-	    (socket->txq.bytes < rs_config.txq_bytes && !socket->kernel_full))
+	    (rs_socket_has_room(socket) && !socket->kernel_full))
 		mask |= EPOLLOUT | EPOLLWRNORM;
 	return mask;
 }

@@ -33,7 +33,7 @@ struct rs_lane_stats {
 	uint64_t kernel_ops;      /* socket calls on accelerated sockets that went the kernel path */
 	uint64_t fallbacks;       /* sockets handed back to the kernel after an internal failure */
 	uint64_t send_queue_waits;/* writers that blocked on a full send queue */
-	uint64_t flusher_sends;   /* queued bytes pushed by the flusher thread (kernel sends) */
+	uint64_t flusher_sends;   /* kernel sends of queued bytes (the flusher, a close, a full queue) */
 	/* Socket and readiness calls of the application the shim answered
 	 * (reads, writes, accepts on accelerated sockets, epoll_wait, poll
 	 * and select of sets with some): each one a system call without it. */

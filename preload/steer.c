@@ -67,7 +67,7 @@ static int bpf_open_pinned(const char *dir, const char *name)
 	fd = bpf_call(BPF_OBJ_GET, &attributes);
 	/* The kernel makes bpf descriptors close-on-exec; say so anyway. */
 	if (fd >= 0)
-		fcntl(fd, F_SETFD, FD_CLOEXEC);
+		REAL(fcntl)(fd, F_SETFD, FD_CLOEXEC);
 	return fd;
 }
 
@@ -344,10 +344,10 @@ static bool is_tcp_socket(int fd)
 	int type = 0, protocol = 0;
 	socklen_t length = sizeof(type);
 
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) < 0 || type != SOCK_STREAM)
+	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &length) < 0 || type != SOCK_STREAM)
 		return false;
 	length = sizeof(protocol);
-	return getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &length) == 0 &&
+	return REAL(getsockopt)(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &length) == 0 &&
 	       protocol == IPPROTO_TCP;
 }
 
@@ -483,10 +483,10 @@ static void copy_options(int from, int to, const struct copied_option *options, 
 		int wanted = 0, current = 0;
 		socklen_t length = sizeof(wanted);
 
-		if (getsockopt(from, options[i].level, options[i].name, &wanted, &length) < 0)
+		if (REAL(getsockopt)(from, options[i].level, options[i].name, &wanted, &length) < 0)
 			continue;
 		length = sizeof(current);
-		if (getsockopt(to, options[i].level, options[i].name, &current, &length) < 0 ||
+		if (REAL(getsockopt)(to, options[i].level, options[i].name, &current, &length) < 0 ||
 		    current == wanted)
 			continue;
 		(void)REAL(setsockopt)(to, options[i].level, options[i].name, &wanted, sizeof(wanted));
@@ -498,7 +498,7 @@ static void copy_linger(int from, int to)
 	struct linger linger;
 	socklen_t length = sizeof(linger);
 
-	if (getsockopt(from, SOL_SOCKET, SO_LINGER, &linger, &length) == 0 && linger.l_onoff)
+	if (REAL(getsockopt)(from, SOL_SOCKET, SO_LINGER, &linger, &length) == 0 && linger.l_onoff)
 		(void)REAL(setsockopt)(to, SOL_SOCKET, SO_LINGER, &linger, sizeof(linger));
 }
 
@@ -510,7 +510,7 @@ static int backlog_of(int fd)
 	socklen_t length = sizeof(info);
 
 	memset(&info, 0, sizeof(info));
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) < 0 ||
+	if (REAL(getsockopt)(fd, IPPROTO_TCP, TCP_INFO, &info, &length) < 0 ||
 	    info.tcpi_state != TCP_LISTEN || !info.tcpi_sacked)
 		return SOMAXCONN;
 	return (int)info.tcpi_sacked;
