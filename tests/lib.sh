@@ -393,11 +393,14 @@ assert_carried() {
 	fi
 }
 
-# assert_carried_all [BYTES] [ACCEPTS]: the same over every process of the
-# test (forked and exec'd children included, which keep their stats files
-# with RINGSTEER_STATS_KEEP=1), plus at least ACCEPTS accepts.
+# assert_carried_all [BYTES] [ACCEPTS] [SOCKETS]: the same over every
+# process of the test (forked and exec'd children included, which keep their
+# stats files with RINGSTEER_STATS_KEEP=1), plus at least ACCEPTS accepts
+# through the rings (blocking listeners) and SOCKETS accelerated sockets
+# (non-blocking listeners accept with the kernel's accept4).
 assert_carried_all() {
-	local minimum=${1:-1} accepts_minimum=${2:-0} received sent enters accepts fallbacks
+	local minimum=${1:-1} accepts_minimum=${2:-0} sockets_minimum=${3:-0}
+	local received sent enters accepts sockets fallbacks
 	[ "$minimum" -ge 1 ] || minimum=1
 	if ! shim_enabled; then
 		note "stats not checked (RINGSTEER_TEST_NO_SHIM=1)"
@@ -408,13 +411,15 @@ assert_carried_all() {
 	sent=$(wait_for_counter "$minimum" stats_all_total bytes_sent)
 	enters=$(wait_for_counter 1 stats_all_total ring_enters)
 	accepts=$(wait_for_counter "$accepts_minimum" stats_all_total accepts)
+	sockets=$(wait_for_counter "$sockets_minimum" stats_all_total sockets_total)
 	fallbacks=$(stats_all_total fallbacks)
-	note "stats of all processes: bytes_received=$received bytes_sent=$sent ring_enters=$enters accepts=$accepts fallbacks=${fallbacks:-?}"
+	note "stats of all processes: bytes_received=$received bytes_sent=$sent ring_enters=$enters accepts=$accepts sockets_total=$sockets fallbacks=${fallbacks:-?}"
 	if [ "$received" -lt "$minimum" ] || [ "$sent" -lt "$minimum" ] || [ "$enters" -lt 1 ] ||
-		[ "$accepts" -lt "$accepts_minimum" ] || [ "${fallbacks:-x}" != 0 ]; then
+		[ "$accepts" -lt "$accepts_minimum" ] || [ "$sockets" -lt "$sockets_minimum" ] ||
+		[ "${fallbacks:-x}" != 0 ]; then
 		echo "--- stats:"
 		stats_json --all 2>&1 | head -n 60
-		fail "the shim did not carry the traffic (wanted at least $minimum bytes each way through the rings, $accepts_minimum accepts, ring_enters > 0, fallbacks 0)"
+		fail "the shim did not carry the traffic (wanted at least $minimum bytes each way through the rings, $accepts_minimum accepts, $sockets_minimum sockets, ring_enters > 0, fallbacks 0)"
 	fi
 }
 

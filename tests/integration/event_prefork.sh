@@ -49,7 +49,8 @@ variant() {
 	stop_event_server $((workers * loops)) "$workers"
 	[ "$EVENT_BYTES" -ge "$CLIENT_BYTES" ] ||
 		fail "$*: the workers echoed $EVENT_BYTES bytes, the clients got $CLIENT_BYTES back"
-	assert_carried_all "$CLIENT_BYTES" 410
+	# Non-blocking listeners: the kernel accepts, the shim carries each socket.
+	assert_carried_all "$CLIENT_BYTES" 0 410
 	note "$*: $CLIENT_BYTES bytes checked"
 }
 

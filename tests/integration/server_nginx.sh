@@ -155,7 +155,9 @@ grep -E '\[(alert|emerg|crit)\]' "$TEST_TMP/nginx-error.log" &&
 	fail "nginx logged errors: $(grep -E '\[(alert|emerg|crit)\]' "$TEST_TMP/nginx-error.log" | head -n 3)"
 # The requests came in (bytes received) and the answers, the big file's
 # nine full transfers at least, went out through the rings.
-assert_carried_all 1000 9
+# nginx's listeners are non-blocking: the kernel accepts, the shim carries
+# each connection.
+assert_carried_all 1000 0 9
 note "requests logged: $(wc -l <"$TEST_TMP/nginx-access.log")"
 if shim_enabled; then
 	sent=$(stats_all_total bytes_sent)

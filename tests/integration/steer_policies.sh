@@ -48,6 +48,7 @@ for policy in least-loaded p2c round-robin hash; do
 			fail "hash: the same 4-tuple went to different workers: $(report_line "$policy" repeat)"
 		;;
 	esac
-	assert_steered_traffic_carried 1500
+	# 200 held, 400 next, 400 short, 50 ports twice: 1,100 connections.
+	assert_steered_traffic_carried 1100
 	stop_server
 done
