@@ -32,7 +32,7 @@
 #   REPEAT=N         blocking runs per configuration (default 6; QUICK: 1):
 #                    many short alternating runs resist this machine's drift
 #                    better than a few long ones
-#   EVENT_REPEAT=N   runs per configuration of the other workloads (default 4;
+#   EVENT_REPEAT=N   runs per configuration of the other workloads (default 6;
 #                    QUICK: 1)
 #   CONNECTIONS="1 50"  connection counts of the blocking server
 #   EVENT_CONNECTIONS="1 50 500"  connection counts of the epoll echo server
@@ -69,7 +69,7 @@ if [ "${QUICK:-0}" = 1 ]; then
 	DURATION=${DURATION:-2}; WARMUP=${WARMUP:-0.5}; REPEAT=${REPEAT:-1}; EVENT_REPEAT=${EVENT_REPEAT:-1}
 	REDIS_REQUESTS=${REDIS_REQUESTS:-50000}
 else
-	DURATION=${DURATION:-5}; WARMUP=${WARMUP:-1}; REPEAT=${REPEAT:-6}; EVENT_REPEAT=${EVENT_REPEAT:-4}
+	DURATION=${DURATION:-5}; WARMUP=${WARMUP:-1}; REPEAT=${REPEAT:-6}; EVENT_REPEAT=${EVENT_REPEAT:-6}
 	REDIS_REQUESTS=${REDIS_REQUESTS:-300000}
 fi
 WORKLOADS=${WORKLOADS:-"blocking epoll redis nginx"}
@@ -959,7 +959,8 @@ summarize_events() {
 			if ($6 != "na") add(group, config, "syscalls", $6 / requests)
 			if ($7 != "na") add(group, config, "ring_bytes", $7 / requests)
 			if ($8 != "na") add(group, config, "enters", $8 / requests)
-			if ($10 != "na" && $10 + $11 > 0) add(group, config, "ring_share", 100 * $10 / ($10 + $11))
+			if ($10 != "na") add(group, config, "ring_ops", $10 / requests)
+			if ($11 != "na") add(group, config, "kernel_ops", $11 / requests)
 			if ($9 != "na") add(group, config, "fallbacks", $9)
 		}
 		rps_runs[group, config] = rps_runs[group, config] " " field($12, "rps")
@@ -1017,9 +1018,10 @@ summarize_events() {
 			}
 			print line
 			if ((group, "shim", "enters") in list)
-				printf "  shim check: %s of socket operations went through the ring, %.1f bytes received through it and %.3f io_uring_enter per request, %s fallbacks\n",
-					show(middle(group, "shim", "ring_share"), "%.1f%%"), middle(group, "shim", "ring_bytes"),
-					middle(group, "shim", "enters"), show(middle(group, "shim", "fallbacks"), "%d")
+				printf "  shim check, per request: %.3f operations on the ring, %.3f on the kernel path, %.1f bytes received through the ring, %.3f io_uring_enter; %s fallbacks\n",
+					middle(group, "shim", "ring_ops"), middle(group, "shim", "kernel_ops"),
+					middle(group, "shim", "ring_bytes"), middle(group, "shim", "enters"),
+					show(middle(group, "shim", "fallbacks"), "%d")
 		}
 	}' "$RUN_DIR/events.tsv"
 }
