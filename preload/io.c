@@ -263,10 +263,22 @@ static long event_receive(struct rs_socket *socket, enum receive_kind kind, void
 
 			if (!(flags & MSG_PEEK)) {
 				socket->rx_start += copied;
-				/* While a receive is in flight it writes at rx_end:
-				 * the offsets stay until it completes. */
-				if (socket->rx_start == socket->rx_end && !socket->rx_in_flight)
+				/* While a single receive is in flight it writes at
+				 * rx_end: the offsets stay until it completes.  A
+				 * multishot one writes elsewhere, and a buffer that
+				 * grew past its cap shrinks back. */
+				if (socket->rx_start == socket->rx_end &&
+				    (!socket->rx_in_flight || socket->rx_multishot)) {
 					socket->rx_start = socket->rx_end = 0;
+					if (socket->rx_capacity > rs_config.rxq_bytes) {
+						char *shrunk = realloc(socket->rx_buffer, rs_config.rxq_bytes);
+
+						if (shrunk) {
+							socket->rx_buffer = shrunk;
+							socket->rx_capacity = rs_config.rxq_bytes;
+						}
+					}
+				}
 				rs_socket_want_receive(socket, lane);
 			}
 			total += copied;

@@ -22,6 +22,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,7 +83,7 @@ static int setup_ring(struct rs_lane *lane)
 	for (;;) {
 		memset(&params, 0, sizeof(params));
 		params.flags = wanted;
-		params.cq_entries = rs_config.ring_entries * 4;
+		params.cq_entries = rs_config.ring_entries * 16;
 		ret = io_uring_queue_init_params(rs_config.ring_entries, &lane->ring, &params);
 		if (ret != -EINVAL || !(wanted & ~IORING_SETUP_CQSIZE))
 			break;
@@ -265,7 +266,9 @@ static void complete(struct rs_lane *lane, struct io_uring_cqe *cqe, bool can_su
 	struct rs_op *op = io_uring_cqe_get_data(cqe);
 	struct rs_socket *socket;
 
-	lane->in_flight--;
+	/* A multishot operation is in flight until its last completion. */
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		lane->in_flight--;
 	if (!op)
 		return;
 	switch (op->kind) {
@@ -287,11 +290,12 @@ static void complete(struct rs_lane *lane, struct io_uring_cqe *cqe, bool can_su
 		socket = op->socket;
 		pthread_mutex_lock(&socket->lock);
 		if (op->kind == RS_OP_RECEIVE)
-			rs_socket_receive_done(socket, lane, cqe->res);
+			rs_socket_receive_done(socket, lane, cqe->res, cqe->flags);
 		else
 			rs_socket_writable_done(socket, lane, cqe->res);
 		pthread_mutex_unlock(&socket->lock);
-		rs_socket_unref(socket);
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			rs_socket_unref(socket);
 		break;
 	case RS_OP_EPOLL:
 		rs_epoll_kernel_poll_done(op->epoll, cqe->res);
@@ -338,6 +342,59 @@ void rs_lane_mark_dirty(struct rs_lane *lane, struct rs_socket *socket)
 	}
 	rs_socket_ref(socket);
 	lane->dirty[lane->dirty_count++] = socket;
+}
+
+/* ---- provided buffers ------------------------------------------------------ */
+
+/* liburing 2.3 has no io_uring_setup_buf_ring: the ring is mapped here,
+ * registered, then filled.  Set up by the lane's thread (a registration,
+ * which SINGLE_ISSUER reserves to it). */
+bool rs_lane_receive_buffers(struct rs_lane *lane)
+{
+	size_t ring_size = RS_RECEIVE_BUFFERS * sizeof(struct io_uring_buf);
+	struct io_uring_buf_reg registration = { 0 };
+	struct io_uring_buf_ring *ring;
+	char *memory;
+	int mask = io_uring_buf_ring_mask(RS_RECEIVE_BUFFERS);
+
+	if (lane->receive_ring || lane->receive_ring_tried)
+		return lane->receive_ring != NULL;
+	lane->receive_ring_tried = true;
+	ring = mmap(NULL, ring_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (ring == MAP_FAILED)
+		return false;
+	memory = malloc((size_t)RS_RECEIVE_BUFFERS * RS_RECEIVE_BUFFER_SIZE);
+	registration.ring_addr = (uint64_t)(uintptr_t)ring;
+	registration.ring_entries = RS_RECEIVE_BUFFERS;
+	registration.bgid = 0;
+	if (!memory || io_uring_register_buf_ring(&lane->ring, &registration, 0) < 0) {
+		rs_debug("lane %u: no provided buffers: single receives ahead", lane->index);
+		free(memory);
+		munmap(ring, ring_size);
+		return false;
+	}
+	io_uring_buf_ring_init(ring);
+	for (unsigned id = 0; id < RS_RECEIVE_BUFFERS; id++)
+		io_uring_buf_ring_add(ring, memory + (size_t)id * RS_RECEIVE_BUFFER_SIZE,
+				      RS_RECEIVE_BUFFER_SIZE, (unsigned short)id, mask, (int)id);
+	io_uring_buf_ring_advance(ring, RS_RECEIVE_BUFFERS);
+	lane->receive_ring = ring;
+	lane->receive_memory = memory;
+	return true;
+}
+
+const char *rs_lane_receive_buffer(struct rs_lane *lane, unsigned id)
+{
+	return lane->receive_memory + (size_t)(id % RS_RECEIVE_BUFFERS) * RS_RECEIVE_BUFFER_SIZE;
+}
+
+void rs_lane_return_receive_buffer(struct rs_lane *lane, unsigned id)
+{
+	id %= RS_RECEIVE_BUFFERS;
+	io_uring_buf_ring_add(lane->receive_ring, lane->receive_memory + (size_t)id * RS_RECEIVE_BUFFER_SIZE,
+			      RS_RECEIVE_BUFFER_SIZE, (unsigned short)id,
+			      io_uring_buf_ring_mask(RS_RECEIVE_BUFFERS), 0);
+	io_uring_buf_ring_advance(lane->receive_ring, 1);
 }
 
 void rs_lane_mark_arming(struct rs_lane *lane, struct rs_socket *socket)
@@ -435,7 +492,7 @@ int rs_lane_wait(struct rs_lane *lane, struct rs_op *op)
 
 /* How long a wait that also asked for this submission's sends may go on
  * once some completion has come. */
-#define PREDICTED_SENDS_WAIT_US 50
+#define PREDICTED_SENDS_WAIT_US 250
 
 int rs_lane_wait_timeout(struct rs_lane *lane, struct __kernel_timespec *timeout,
 			 const sigset_t *mask)
@@ -611,6 +668,11 @@ static void lane_destroy(void *argument)
 	atomic_store(&lane->dead, true);
 	rs_stats_lane_release(lane->index);
 	io_uring_queue_exit(&lane->ring);
+	free(lane->receive_memory);
+	lane->receive_memory = NULL;
+	if (lane->receive_ring)
+		munmap(lane->receive_ring, RS_RECEIVE_BUFFERS * sizeof(struct io_uring_buf));
+	lane->receive_ring = NULL;
 	current_lane = NULL;
 	pthread_mutex_unlock(&lane->lock);
 	/* The lane stays in the registry, dead, so the flusher never follows a
@@ -768,6 +830,9 @@ void rs_lanes_atfork_child(void)
 		free(lane->dirty);
 		free(lane->arming);
 		free(lane->steered);
+		free(lane->receive_memory);
+		if (lane->receive_ring)
+			munmap(lane->receive_ring, RS_RECEIVE_BUFFERS * sizeof(struct io_uring_buf));
 		free(lane);
 		lane = next;
 	}

@@ -188,6 +188,11 @@ struct rs_lane {
 	unsigned in_flight;        /* operations whose CQE is not yet reaped */
 	unsigned sends_in_flight;  /* of which sends: what the flusher watches */
 	unsigned sends_prepared;   /* sends among the SQEs not yet submitted */
+	/* Provided buffers for the multishot receives ahead of event-mode
+	 * sockets (set up at the first one; NULL if the kernel refused). */
+	struct io_uring_buf_ring *receive_ring;
+	char *receive_memory;
+	bool receive_ring_tried;
 	/* Steering (listener.c): the lane's slot (-1: none yet), the
 	 * application listeners it has a listener of its own for, and how busy
 	 * its thread is (time outside its waits, smoothed). */
@@ -234,6 +239,13 @@ int rs_lane_wait_any(struct rs_lane *lane);
  * reaps.  0, -ETIME on timeout, -EINTR on a signal. */
 int rs_lane_wait_timeout(struct rs_lane *lane, struct __kernel_timespec *timeout,
 			 const sigset_t *mask);
+/* The lane's provided buffers: whether it has them (set up on first use),
+ * one's bytes, and giving one back. */
+bool rs_lane_receive_buffers(struct rs_lane *lane);
+const char *rs_lane_receive_buffer(struct rs_lane *lane, unsigned id);
+void rs_lane_return_receive_buffer(struct rs_lane *lane, unsigned id);
+#define RS_RECEIVE_BUFFERS 256
+#define RS_RECEIVE_BUFFER_SIZE 16384
 /* Queues socket for arming its receive ahead or writable poll at the next
  * enter; socket locked. */
 void rs_lane_mark_arming(struct rs_lane *lane, struct rs_socket *socket);
@@ -296,6 +308,8 @@ struct rs_socket {
 	 * receiving and TCP flow control reaches the peer. */
 	bool event_mode;
 	bool rx_in_flight;
+	bool rx_multishot;         /* the receive in flight is multishot, into provided buffers */
+	bool rx_stop_wanted;       /* the buffer is full: end the multishot receive */
 	bool rx_wanted;            /* arm a receive ahead at arming_lane's next enter */
 	bool arming_listed;        /* on arming_lane's arming list */
 	struct rs_lane *arming_lane;
@@ -361,7 +375,8 @@ void rs_socket_arm(struct rs_socket *socket, struct rs_lane *lane);
 /* Asks for a receive ahead on lane if the buffer is empty; socket locked. */
 void rs_socket_want_receive(struct rs_socket *socket, struct rs_lane *lane);
 /* Completions of the socket's receive ahead and writable poll; socket locked. */
-void rs_socket_receive_done(struct rs_socket *socket, struct rs_lane *lane, int result);
+void rs_socket_receive_done(struct rs_socket *socket, struct rs_lane *lane, int result,
+			    unsigned cqe_flags);
 void rs_socket_writable_done(struct rs_socket *socket, struct rs_lane *lane, int result);
 /* Asks for a poll for room on lane (a kernel send said EAGAIN); socket locked. */
 void rs_socket_want_writable(struct rs_socket *socket, struct rs_lane *lane);

@@ -66,6 +66,8 @@ struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind)
 	socket->tx_op.socket = socket;
 	socket->event_mode = false;
 	socket->rx_in_flight = false;
+	socket->rx_multishot = false;
+	socket->rx_stop_wanted = false;
 	socket->rx_wanted = false;
 	socket->arming_listed = false;
 	socket->arming_lane = NULL;
@@ -330,7 +332,7 @@ static void list_for_arming(struct rs_socket *socket, struct rs_lane *lane)
 void rs_socket_want_receive(struct rs_socket *socket, struct rs_lane *lane)
 {
 	if (!socket->event_mode || socket->rx_in_flight ||
-	    socket->rx_end - socket->rx_start >= socket->rx_capacity ||
+	    socket->rx_end - socket->rx_start >= rs_config.rxq_bytes ||
 	    socket->rx_eof || socket->rx_reset || socket->rx_error || socket->fd < 0 ||
 	    socket->closed || socket->kernel_path || !lane)
 		return;
@@ -357,12 +359,37 @@ void rs_socket_arm(struct rs_socket *socket, struct rs_lane *lane)
 	socket->arming_lane = NULL;
 	if (socket->fd < 0 || socket->closed)
 		return;
+	if (socket->rx_stop_wanted) {
+		socket->rx_stop_wanted = false;
+		if (socket->rx_in_flight && socket->rx_multishot) {
+			sqe = rs_lane_sqe(lane);
+			io_uring_prep_cancel(sqe, &socket->rx_op, 0);
+			io_uring_sqe_set_data(sqe, NULL);
+		}
+	}
+	if (socket->rx_wanted && !socket->rx_in_flight &&
+	    socket->rx_end - socket->rx_start < rs_config.rxq_bytes &&
+	    !socket->rx_eof && !socket->rx_reset && !socket->rx_error && rs_lane_receive_buffers(lane)) {
+		/* Multishot: one receive for as long as the buffer has room,
+		 * into the lane's provided buffers, copied from there. */
+		socket->rx_wanted = false;
+		sqe = rs_lane_sqe(lane);
+		io_uring_prep_recv_multishot(sqe, socket->fd, NULL, 0, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = 0;
+		io_uring_sqe_set_data(sqe, &socket->rx_op);
+		socket->rx_in_flight = true;
+		socket->rx_multishot = true;
+		socket->rx_lane = lane;
+		rs_socket_ref(socket);
+	}
 	if (socket->rx_wanted && !socket->rx_in_flight &&
 	    socket->rx_end - socket->rx_start < socket->rx_capacity &&
 	    !socket->rx_eof && !socket->rx_reset && !socket->rx_error) {
 		size_t unread = socket->rx_end - socket->rx_start;
 
 		socket->rx_wanted = false;
+		socket->rx_multishot = false;
 		/* Unread bytes move to the front, so the receive gets all the
 		 * room; nothing writes into the buffer meanwhile. */
 		if (socket->rx_start && unread)
@@ -387,18 +414,71 @@ void rs_socket_arm(struct rs_socket *socket, struct rs_lane *lane)
 	}
 }
 
-void rs_socket_receive_done(struct rs_socket *socket, struct rs_lane *lane, int result)
+/* Appends bytes a multishot receive put in a provided buffer.  The buffer
+ * may hold more than its cap for a moment (what came before the receive
+ * could be stopped): it grows rather than lose a byte. */
+static bool append_received(struct rs_socket *socket, const char *data, size_t length)
 {
-	socket->rx_in_flight = false;
+	size_t unread = socket->rx_end - socket->rx_start;
+
+	if (socket->rx_start && socket->rx_end + length > socket->rx_capacity) {
+		memmove(socket->rx_buffer, socket->rx_buffer + socket->rx_start, unread);
+		socket->rx_start = 0;
+		socket->rx_end = unread;
+	}
+	if (socket->rx_end + length > socket->rx_capacity) {
+		size_t capacity = socket->rx_end + length;
+		char *grown = realloc(socket->rx_buffer, capacity);
+
+		if (!grown)
+			return false;
+		socket->rx_buffer = grown;
+		socket->rx_capacity = capacity;
+	}
+	memcpy(socket->rx_buffer + socket->rx_end, data, length);
+	socket->rx_end += length;
+	return true;
+}
+
+void rs_socket_receive_done(struct rs_socket *socket, struct rs_lane *lane, int result,
+			    unsigned cqe_flags)
+{
+	bool more = cqe_flags & IORING_CQE_F_MORE;
+
+	if (!more)
+		socket->rx_in_flight = false;
+	if (cqe_flags & IORING_CQE_F_BUFFER) {
+		unsigned id = cqe_flags >> IORING_CQE_BUFFER_SHIFT;
+		bool kept = true;
+
+		if (result > 0 && socket->fd >= 0 && !socket->closed)
+			kept = append_received(socket, rs_lane_receive_buffer(lane, id), (size_t)result);
+		rs_lane_return_receive_buffer(lane, id);
+		if (!kept)
+			result = -ENOMEM;
+	}
 	if (socket->fd < 0 || socket->closed)
 		return; /* closed meanwhile: nobody reads it */
 	if (result > 0) {
 		/* Appended behind what is unread (the reads meanwhile only
 		 * moved rx_start); receiving goes on while there is room, so
 		 * every arrival is an edge, as with the kernel. */
-		socket->rx_end += (size_t)result;
+		if (!socket->rx_multishot)
+			socket->rx_end += (size_t)result;
 		RS_STAT_ADD(lane->stats, bytes_received, (uint64_t)result);
+		if (more && socket->rx_end - socket->rx_start >= rs_config.rxq_bytes) {
+			/* Full: stop receiving, so flow control reaches the
+			 * peer; armed again once the application reads. */
+			socket->rx_stop_wanted = true;
+			list_for_arming(socket, lane);
+		} else if (!more) {
+			rs_socket_want_receive(socket, lane);
+		}
+	} else if (result == -ENOBUFS) {
+		/* The lane's buffers ran out for a moment: they come back as
+		 * soon as their completions are copied. */
 		rs_socket_want_receive(socket, lane);
+		return;
 	} else if (result == 0) {
 		socket->rx_eof = true;
 	} else if (result == -ECANCELED || result == -EINTR || result == -EAGAIN) {
@@ -661,6 +741,8 @@ void rs_sockets_atfork_child(void)
 		socket->shutdown_write_pending = false;
 		/* The parent's receive ahead and its bytes stay the parent's. */
 		socket->rx_in_flight = false;
+		socket->rx_multishot = false;
+		socket->rx_stop_wanted = false;
 		socket->rx_wanted = false;
 		socket->arming_listed = false;
 		socket->arming_lane = NULL;
