@@ -68,7 +68,7 @@ UNIT_LIB_OBJS := $(LIB_OBJS)
 
 DEPS := $(BPF_OBJS:.o=.d) $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(UNIT_SRCS:.c=.d) $(PROG_SRCS:.c=.d)
 
-.PHONY: all deps test unit integration bench install uninstall clean
+.PHONY: all deps test unit integration bench demo install uninstall clean
 all: $(LIB) $(TOOL) $(BPF_OBJS)
 
 bpf/%.bpf.o: bpf/%.bpf.c
@@ -141,6 +141,11 @@ test: all $(UNIT_BINS) $(PROG_BINS)
 
 bench: all $(PROG_BINS)
 	$(Q)tools/bench/run.sh
+
+# redis-server under the shim with steering, driven by redis-benchmark;
+# QUICK=1 (or DEMO_QUICK=1) for a short run.
+demo: deps all
+	$(Q)DEMO_QUICK=$(or $(QUICK),$(DEMO_QUICK),0) tools/demo.sh
 
 # ---- install ----------------------------------------------------------------
 install: all
