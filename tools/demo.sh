@@ -16,6 +16,8 @@
 #
 # It prints `demo: server pid PID, port PORT, temp TMP, steering DIR`
 # first, so that a test can check that nothing of it is left.
+# DEMO_STATS_DIR=DIR (for the tests) puts the server's counters there
+# instead, kept after it exits (RINGSTEER_STATS_KEEP=1).
 set -u
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,6 +27,7 @@ if [ "$QUICK" = 1 ]; then REQUESTS=100000; else REQUESTS=400000; fi
 CLIENTS=50
 
 SERVER_PID=
+BENCHMARK_PID=
 STEER_DIR=
 DEMO_TMP=
 
@@ -34,6 +37,10 @@ say() {
 
 cleanup() {
 	trap - EXIT INT TERM HUP
+	if [ -n "$BENCHMARK_PID" ]; then
+		kill -TERM "$BENCHMARK_PID" 2>/dev/null
+		wait "$BENCHMARK_PID" 2>/dev/null
+	fi
 	if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
 		kill -TERM "$SERVER_PID" 2>/dev/null
 		for _ in $(seq 50); do
@@ -61,6 +68,7 @@ done
 
 DEMO_TMP=$(mktemp -d /tmp/ringsteer-demo.XXXXXX) || die "cannot create a temporary directory"
 mkdir "$DEMO_TMP/stats"
+STATS_DIR=${DEMO_STATS_DIR:-$DEMO_TMP/stats}
 
 # A free loopback port, below the ephemeral range (where no outgoing
 # connection takes it meanwhile), not used by any TCP socket now.
@@ -92,7 +100,9 @@ else
 	say "not root: no steering (loading a BPF program needs root)"
 fi
 
-env RINGSTEER_STATS_DIR="$DEMO_TMP/stats" RINGSTEER_LOG=info \
+# Under make SANITIZE=1 the ASan runtime must be loaded before the shim.
+env LD_PRELOAD="${RINGSTEER_ASAN_LIB:-}" RINGSTEER_STATS_DIR="$STATS_DIR" RINGSTEER_LOG=info \
+	${DEMO_STATS_DIR:+RINGSTEER_STATS_KEEP=1} \
 	${STEER_DIR:+RINGSTEER_BPF_DIR="$STEER_DIR"} "$TOOL" run -- redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
 	--daemonize no --protected-mode yes --dir "$DEMO_TMP" --logfile "$DEMO_TMP/redis.log" \
 	</dev/null >"$DEMO_TMP/server.out" 2>"$DEMO_TMP/server.err" &
@@ -108,9 +118,14 @@ done
 grep -q 'ringsteer.*started' "$DEMO_TMP/server.err" || die "redis-server did not start under the shim"
 
 say "driving load: redis-benchmark, $CLIENTS clients, $REQUESTS SET then $REQUESTS GET"
+# In the background, waited for: a signal then ends the wait at once (bash
+# runs no trap while a foreground command runs, and timeout moves its
+# command out of the terminal's process group).
 timeout -k 5 120 redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$REQUESTS" -t set,get \
-	--csv >"$DEMO_TMP/benchmark.csv" 2>"$DEMO_TMP/benchmark.err" ||
-	die "redis-benchmark failed: $(tail -n 3 "$DEMO_TMP/benchmark.err")"
+	--csv >"$DEMO_TMP/benchmark.csv" 2>"$DEMO_TMP/benchmark.err" &
+BENCHMARK_PID=$!
+wait "$BENCHMARK_PID" || die "redis-benchmark failed: $(tail -n 3 "$DEMO_TMP/benchmark.err")"
+BENCHMARK_PID=
 
 echo
 echo "== requests per second (redis-benchmark -c $CLIENTS -n $REQUESTS)"
@@ -120,8 +135,8 @@ awk -F'","' 'NR > 1 { gsub(/"/, "", $1); printf "  %-4s %10.0f requests/s  avg %
 
 echo
 echo "== what the shim carried (ringsteer stats)"
-RINGSTEER_STATS_DIR=$DEMO_TMP/stats "$TOOL" stats "$SERVER_PID"
-json=$(RINGSTEER_STATS_DIR=$DEMO_TMP/stats "$TOOL" stats --json "$SERVER_PID")
+RINGSTEER_STATS_DIR=$STATS_DIR "$TOOL" stats "$SERVER_PID"
+json=$(RINGSTEER_STATS_DIR=$STATS_DIR "$TOOL" stats --json "$SERVER_PID")
 calls=$(jq -r '.total.calls_answered' <<<"$json")
 enters=$(jq -r '.total.ring_enters' <<<"$json")
 requests=$((2 * REQUESTS))
