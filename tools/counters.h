@@ -28,8 +28,7 @@
 	X(flusher_sends, "Kernel sends of queued bytes by the flusher thread.") \
 	X(calls_answered, "Application socket and readiness calls the shim answered, each a system call without it.")
 
-/* Signed: sockets_open of one lane can dip below zero when a socket opened
- * on one lane is closed on another; the sums are right. */
+/* Signed, as differences of them (rates) are. */
 struct totals {
 #define DECLARE(name, help) int64_t name;
 	COUNTER_FIELDS(DECLARE)
