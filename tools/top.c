@@ -349,10 +349,13 @@ static bool wait_or_quit(bool keyboard, double seconds)
 		ready = poll(&input, keyboard ? 1 : 0, (int)(left * 1000) + 1);
 		if (ready > 0) {
 			char key;
+			ssize_t got = read(STDIN_FILENO, &key, 1);
 
-			if (read(STDIN_FILENO, &key, 1) == 1 && (key == 'q' || key == 'Q' || key == 3))
+			if (got == 1 && (key == 'q' || key == 'Q' || key == 3))
 				return true;
-			if (input.revents & (POLLHUP | POLLERR))
+			/* No more keys (end of input, a hang-up): just wait. */
+			if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN) ||
+			    (input.revents & (POLLHUP | POLLERR)))
 				keyboard = false;
 		}
 	}
