@@ -258,9 +258,10 @@ static void show_steering(struct screen *screen, const char *dir)
 		emit(screen, "steering: cannot read %s: %s", dir, strerror(-result));
 		return;
 	}
-	emit(screen, "steering: policy %s, stall %u ms, cap %u per lane, busy weight %u (%s)",
+	emit(screen, "steering: policy %s, stall %u ms, cap %u per lane, busy weight %u",
 	     steer_policy_name(maps.config.policy), maps.config.stall_ms,
-	     maps.config.max_conns_per_lane, maps.config.busy_weight, dir);
+	     maps.config.max_conns_per_lane, maps.config.busy_weight);
+	emit(screen, "pinned under %s", dir);
 	while ((result = steer_next_group(&maps, groups == 0, &id, address, sizeof(address))) > 0) {
 		groups++;
 		emit(screen, "group %u %s", id, address);
