@@ -9,6 +9,7 @@ VERSION   := 0.1.0
 PREFIX    ?= /usr/local
 LIBDIR    ?= $(PREFIX)/lib
 BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
 DESTDIR   ?=
 
 CC        ?= cc
@@ -68,7 +69,7 @@ UNIT_LIB_OBJS := $(LIB_OBJS)
 
 DEPS := $(BPF_OBJS:.o=.d) $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(UNIT_SRCS:.c=.d) $(PROG_SRCS:.c=.d)
 
-.PHONY: all deps test unit integration bench bench-steer install uninstall clean
+.PHONY: all deps test unit integration bench bench-steer demo install uninstall clean
 all: $(LIB) $(TOOL) $(BPF_OBJS)
 
 bpf/%.bpf.o: bpf/%.bpf.c
@@ -122,7 +123,8 @@ tools/bench/%: tools/bench/%.c
 # Installed with apt-get, only when missing.
 DEB_PACKAGES := gcc make pkg-config liburing-dev libbpf-dev libcmocka-dev clang llvm bpftool \
                 jq curl wrk strace linux-perf procps iproute2 \
-                nginx-light redis-server redis-tools memcached libmemcached-tools
+                nginx-light redis-server redis-tools memcached libmemcached-tools \
+                groff-base man-db
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \
@@ -146,15 +148,24 @@ bench: all $(PROG_BINS)
 bench-steer: all $(PROG_BINS)
 	$(Q)tools/bench/steer_bench.sh
 
+# redis-server under the shim with steering, driven by redis-benchmark;
+# QUICK=1 (or DEMO_QUICK=1) for a short run.
+demo: deps all
+	$(Q)DEMO_QUICK=$(or $(QUICK),$(DEMO_QUICK),0) tools/demo.sh
+
 # ---- install ----------------------------------------------------------------
 install: all
 	$(quiet) INSTALL $(DESTDIR)$(PREFIX)
 	$(Q)install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR)
 	$(Q)install -m 0755 $(LIB) $(DESTDIR)$(LIBDIR)/libringsteer.so
 	$(Q)install -m 0755 $(TOOL) $(DESTDIR)$(BINDIR)/ringsteer
+	$(Q)install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7
+	$(Q)install -m 0644 tools/man/ringsteer.1 $(DESTDIR)$(MANDIR)/man1/ringsteer.1
+	$(Q)install -m 0644 tools/man/ringsteer.7 $(DESTDIR)$(MANDIR)/man7/ringsteer.7
 
 uninstall:
-	$(Q)rm -f $(DESTDIR)$(LIBDIR)/libringsteer.so $(DESTDIR)$(BINDIR)/ringsteer
+	$(Q)rm -f $(DESTDIR)$(LIBDIR)/libringsteer.so $(DESTDIR)$(BINDIR)/ringsteer \
+		$(DESTDIR)$(MANDIR)/man1/ringsteer.1 $(DESTDIR)$(MANDIR)/man7/ringsteer.7
 
 clean:
 	$(quiet) CLEAN .

@@ -6,8 +6,10 @@
  * The file is created with O_EXCL and O_NOFOLLOW, mode 0600, so nothing else
  * can read or plant it.  Each lane owns one slot and updates it with plain
  * stores.  If the file cannot be created the counters still run in private
- * memory, and one warning says so.
+ * memory, and one warning says so.  At exit, with RINGSTEER_LOG=info, one
+ * line gives the process's totals.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -136,12 +138,49 @@ void rs_stats_lane_release(unsigned index)
 	pthread_mutex_unlock(&slot_lock);
 }
 
+/* With RINGSTEER_LOG=info, one line of the process's totals, so that what
+ * the shim did survives a counters file that is removed now.  Runs from
+ * atexit, also in forked children: nothing here allocates, and errno is
+ * the application's again on return. */
+static void log_exit_summary(void)
+{
+	struct rs_lane_stats total = { 0 };
+
+	if (rs_config.log_level < RS_LOG_INFO || !header)
+		return;
+	for (uint64_t i = 0; i <= header->lanes_used && i <= RS_STATS_MAX_LANES; i++) {
+		const struct rs_lane_stats *lane = i == 0 ? &header->process : &header->lanes[i - 1];
+
+		total.accepts += lane->accepts;
+		total.bytes_received += lane->bytes_received;
+		total.bytes_sent += lane->bytes_sent;
+		total.ring_enters += lane->ring_enters;
+		total.ring_ops += lane->ring_ops;
+		total.calls_answered += lane->calls_answered;
+		total.kernel_ops += lane->kernel_ops;
+		total.fallbacks += lane->fallbacks;
+		total.sockets_total += lane->sockets_total;
+	}
+	rs_info("exit: lanes=%llu sockets_total=%llu accepts=%llu bytes_received=%llu "
+		"bytes_sent=%llu calls_answered=%llu ring_enters=%llu ring_ops=%llu "
+		"kernel_ops=%llu fallbacks=%llu",
+		(unsigned long long)header->lanes_used, (unsigned long long)total.sockets_total,
+		(unsigned long long)total.accepts, (unsigned long long)total.bytes_received,
+		(unsigned long long)total.bytes_sent, (unsigned long long)total.calls_answered,
+		(unsigned long long)total.ring_enters, (unsigned long long)total.ring_ops,
+		(unsigned long long)total.kernel_ops, (unsigned long long)total.fallbacks);
+}
+
 void rs_stats_exit(void)
 {
-	if (!published)
-		return;
-	if (rs_config.stats_keep)
-		header->exit_time_ns = realtime_ns();
-	else
-		unlink(path);
+	int saved_errno = errno;
+
+	log_exit_summary();
+	if (published) {
+		if (rs_config.stats_keep)
+			header->exit_time_ns = realtime_ns();
+		else
+			unlink(path);
+	}
+	errno = saved_errno;
 }

@@ -5,18 +5,19 @@
  *   ringsteer run [--policy P] [--] COMMAND [ARGS...]
  *                                          run COMMAND with the shim preloaded
  *                                          (with --policy, steering loaded)
- *   ringsteer stats [--json] [--all] [--dir DIR] [PID...]
+ *   ringsteer stats [--json | --prometheus] [--all] [--dir DIR] [PID...]
  *                                          what the shim is doing, per process
  *                                          and per lane
+ *   ringsteer top [-b] [-d S] [-n N] ...   the same live, with rates (top.c)
  *
  * The counters come from the files each process under the shim publishes
  * (preload/stats_layout.h); reading them makes no request to the process.
  * The steering commands (load, unload, status) are in steer.c.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -24,25 +25,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "stats_layout.h"
+#include "counters.h"
 #include "steer_commands.h"
-
-#define COUNTER_FIELDS(X) \
-	X(sockets_open) X(sockets_total) X(accepts) X(bytes_received) X(bytes_sent) \
-	X(ring_enters) X(ring_ops) X(kernel_ops) X(fallbacks) X(send_queue_waits) X(flusher_sends) \
-	X(calls_answered)
-
-struct totals {
-#define DECLARE(name) int64_t name;
-	COUNTER_FIELDS(DECLARE)
-#undef DECLARE
-};
+#include "top.h"
 
 static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: ringsteer run [--policy P] [--dir DIR] [--] COMMAND [ARGS...]\n"
-		"       ringsteer stats [--json] [--all] [--dir DIR] [PID...]\n"
+		"       ringsteer stats [--json | --prometheus] [--all] [--dir DIR] [PID...]\n"
+		"       ringsteer top [-b] [-d SECONDS] [-n ITERATIONS] [--all] [--dir DIR]\n"
+		"                     [--bpf-dir DIR] [PID...]\n"
 		STEER_USAGE
 		"       ringsteer --version\n");
 }
@@ -118,95 +111,157 @@ static int command_run(int argc, char **argv)
 
 /* ---- stats ---------------------------------------------------------------- */
 
-struct stats_options {
-	bool json;
-	bool all;
-	const char *dir;
-	pid_t *pids;
-	int pid_count;
-};
-
-static bool process_alive(pid_t pid)
-{
-	return kill(pid, 0) == 0 || errno == EPERM;
-}
-
-static int load(const char *path, struct rs_stats_header *header)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	ssize_t got;
-
-	if (fd < 0)
-		return -1;
-	got = read(fd, header, sizeof(*header));
-	close(fd);
-	if (got != (ssize_t)sizeof(*header) || header->magic != RS_STATS_MAGIC)
-		return -1;
-	if (header->lanes_used > RS_STATS_MAX_LANES)
-		header->lanes_used = RS_STATS_MAX_LANES;
-	return 0;
-}
-
-static void add_lane(struct totals *totals, const struct rs_lane_stats *lane)
-{
-#define ADD(name) totals->name += (int64_t)lane->name;
-	COUNTER_FIELDS(ADD)
-#undef ADD
-}
-
-static void add_totals(struct totals *into, const struct totals *from)
-{
-#define ADD(name) into->name += from->name;
-	COUNTER_FIELDS(ADD)
-#undef ADD
-}
+enum stats_format { FORMAT_TABLE, FORMAT_JSON, FORMAT_PROMETHEUS };
 
 static void print_counters_json(const struct totals *totals)
 {
 	const char *separator = "";
 
-#define PRINT(name) printf("%s\"" #name "\":%lld", separator, (long long)totals->name); separator = ",";
+#define PRINT(name, help) printf("%s\"" #name "\":%lld", separator, (long long)totals->name); separator = ",";
 	COUNTER_FIELDS(PRINT)
 #undef PRINT
 }
 
-static bool wanted(const struct stats_options *options, pid_t pid)
+static void print_json(const struct counters_process *processes, int count, const struct totals *grand)
 {
-	if (!options->pid_count)
-		return true;
-	for (int i = 0; i < options->pid_count; i++)
-		if (options->pids[i] == pid)
-			return true;
-	return false;
+	printf("{\"processes\":[");
+	for (int p = 0; p < count; p++) {
+		const struct rs_stats_header *header = &processes[p].header;
+		struct totals process;
+
+		totals_of_process(&process, &processes[p]);
+		printf("%s{\"pid\":%llu,\"exited\":%s,\"io_uring\":%s,\"lanes\":[", p ? "," : "",
+		       (unsigned long long)header->pid, processes[p].exited ? "true" : "false",
+		       header->io_uring_available ? "true" : "false");
+		for (uint64_t lane = 0; lane < header->lanes_used; lane++) {
+			struct totals one = { 0 };
+
+			totals_add_lane(&one, &header->lanes[lane]);
+			printf("%s{\"lane\":%llu,\"tid\":%llu,\"cpu\":%lld,", lane ? "," : "",
+			       (unsigned long long)lane, (unsigned long long)header->lanes[lane].tid,
+			       (long long)header->lanes[lane].cpu);
+			print_counters_json(&one);
+			printf("}");
+		}
+		printf("],\"total\":{");
+		print_counters_json(&process);
+		printf("}}");
+	}
+	printf("],\"total\":{");
+	print_counters_json(grand);
+	printf("}}\n");
 }
 
-static int compare_names(const struct dirent **a, const struct dirent **b)
+/* One family per counter, every sample of it together (the exposition
+ * format wants a family's samples contiguous).  Per lane with labels pid
+ * and lane; lane="none" is the work done on no lane, so that summing a
+ * pid's lanes gives its total.  The ringsteer_all_ families are the sums
+ * over every process shown, which survive processes coming and going. */
+static void print_prometheus_family(const struct counters_process *processes, int count,
+				    const struct totals *grand, const char *name, const char *help,
+				    size_t offset)
 {
-	return strcmp((*a)->d_name, (*b)->d_name);
+	bool gauge = !strcmp(name, "sockets_open");
+	bool has_suffix = strlen(name) > 6 && !strcmp(name + strlen(name) - 6, "_total");
+	const char *suffix = gauge || has_suffix ? "" : "_total";
+	const char *type = gauge ? "gauge" : "counter";
+
+	printf("# HELP ringsteer_%s%s %s\n# TYPE ringsteer_%s%s %s\n", name, suffix, help, name,
+	       suffix, type);
+	for (int p = 0; p < count; p++) {
+		const struct rs_stats_header *header = &processes[p].header;
+
+		for (uint64_t lane = 0; lane <= header->lanes_used; lane++) {
+			const struct rs_lane_stats *slot =
+				lane < header->lanes_used ? &header->lanes[lane] : &header->process;
+			struct totals one = { 0 };
+			char label[24];
+
+			totals_add_lane(&one, slot);
+			if (lane < header->lanes_used)
+				snprintf(label, sizeof(label), "%llu", (unsigned long long)lane);
+			else
+				snprintf(label, sizeof(label), "none");
+			printf("ringsteer_%s%s{pid=\"%llu\",lane=\"%s\"} %lld\n", name, suffix,
+			       (unsigned long long)header->pid, label,
+			       (long long)*(const int64_t *)((const char *)&one + offset));
+		}
+	}
+	printf("# HELP ringsteer_all_%s%s %s Sum over every process shown.\n"
+	       "# TYPE ringsteer_all_%s%s %s\nringsteer_all_%s%s %lld\n",
+	       name, suffix, help, name, suffix, type, name, suffix,
+	       (long long)*(const int64_t *)((const char *)grand + offset));
 }
 
-static int is_stats_file(const struct dirent *entry)
+static void print_prometheus(const struct counters_process *processes, int count,
+			     const struct totals *grand)
 {
-	size_t length = strlen(entry->d_name);
+#define FAMILY(name, help) \
+	print_prometheus_family(processes, count, grand, #name, help, offsetof(struct totals, name));
+	COUNTER_FIELDS(FAMILY)
+#undef FAMILY
+	printf("# HELP ringsteer_process_exited 1 if the process has exited (shown with --all).\n"
+	       "# TYPE ringsteer_process_exited gauge\n");
+	for (int p = 0; p < count; p++)
+		printf("ringsteer_process_exited{pid=\"%llu\"} %d\n",
+		       (unsigned long long)processes[p].header.pid, processes[p].exited);
+	printf("# HELP ringsteer_process_io_uring 0 if io_uring was unavailable to the process "
+	       "(everything on the kernel path).\n# TYPE ringsteer_process_io_uring gauge\n");
+	for (int p = 0; p < count; p++)
+		printf("ringsteer_process_io_uring{pid=\"%llu\"} %d\n",
+		       (unsigned long long)processes[p].header.pid,
+		       processes[p].header.io_uring_available ? 1 : 0);
+	printf("# HELP ringsteer_processes Processes shown.\n# TYPE ringsteer_processes gauge\n"
+	       "ringsteer_processes %d\n", count);
+}
 
-	return !strncmp(entry->d_name, "ringsteer.", 10) && length > 16 &&
-	       !strcmp(entry->d_name + length - 6, ".stats");
+static void print_table(const struct counters_process *processes, int count)
+{
+	printf("%-8s %-5s %-8s %5s %9s %9s %14s %14s %11s %11s %10s\n", "PID", "LANE", "TID",
+	       "CPU", "OPEN", "ACCEPTS", "BYTES_IN", "BYTES_OUT", "ENTERS", "RING_OPS",
+	       "KERNEL_OPS");
+	for (int p = 0; p < count; p++) {
+		const struct rs_stats_header *header = &processes[p].header;
+		struct totals process;
+
+		totals_of_process(&process, &processes[p]);
+		for (uint64_t lane = 0; lane < header->lanes_used; lane++) {
+			const struct rs_lane_stats *slot = &header->lanes[lane];
+
+			printf("%-8llu %-5llu %-8llu %5lld %9lld %9llu %14llu %14llu %11llu %11llu %10llu\n",
+			       (unsigned long long)header->pid, (unsigned long long)lane,
+			       (unsigned long long)slot->tid, (long long)slot->cpu,
+			       (long long)slot->sockets_open, (unsigned long long)slot->accepts,
+			       (unsigned long long)slot->bytes_received,
+			       (unsigned long long)slot->bytes_sent,
+			       (unsigned long long)slot->ring_enters,
+			       (unsigned long long)slot->ring_ops,
+			       (unsigned long long)slot->kernel_ops);
+		}
+		printf("%-8llu %-5s %-8s %5s %9lld %9lld %14lld %14lld %11lld %11lld %10lld%s%s\n",
+		       (unsigned long long)header->pid, "all", "", "", (long long)process.sockets_open,
+		       (long long)process.accepts, (long long)process.bytes_received,
+		       (long long)process.bytes_sent, (long long)process.ring_enters,
+		       (long long)process.ring_ops, (long long)process.kernel_ops,
+		       header->io_uring_available ? "" : "  (io_uring unavailable: kernel path)",
+		       processes[p].exited ? "  (exited)" : "");
+	}
 }
 
 static int command_stats(int argc, char **argv)
 {
-	struct stats_options options = { .dir = getenv("RINGSTEER_STATS_DIR") };
+	enum stats_format format = FORMAT_TABLE;
+	const char *dir = counters_default_dir();
+	struct counters_process *processes;
 	struct totals grand = { 0 };
-	struct dirent **entries;
-	int count, shown = 0, result = 0;
-	bool *found;
+	pid_t *pids;
+	bool *found, all = false;
+	int pid_count = 0, count, shown = 0, result = 0;
 
-	if (!options.dir || !*options.dir)
-		options.dir = "/dev/shm";
-	options.pids = calloc((size_t)argc, sizeof(pid_t));
+	pids = calloc((size_t)argc, sizeof(pid_t));
 	found = calloc((size_t)argc, sizeof(bool));
-	if (!options.pids || !found) {
-		free(options.pids);
+	if (!pids || !found) {
+		free(pids);
 		free(found);
 		return 1;
 	}
@@ -215,114 +270,70 @@ static int command_stats(int argc, char **argv)
 		long pid;
 
 		if (!strcmp(argv[i], "--json")) {
-			options.json = true;
+			format = FORMAT_JSON;
+		} else if (!strcmp(argv[i], "--prometheus")) {
+			format = FORMAT_PROMETHEUS;
 		} else if (!strcmp(argv[i], "--all")) {
-			options.all = true;
+			all = true;
 		} else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
-			options.dir = argv[++i];
+			dir = argv[++i];
 		} else {
 			pid = strtol(argv[i], &end, 10);
 			if (*end || pid <= 0) {
 				fprintf(stderr, "ringsteer stats: not a process id: %s\n", argv[i]);
 				usage(stderr);
-				free(options.pids);
+				free(pids);
 				free(found);
 				return 2;
 			}
-			options.pids[options.pid_count++] = (pid_t)pid;
+			pids[pid_count++] = (pid_t)pid;
 		}
 	}
-	count = scandir(options.dir, &entries, is_stats_file, compare_names);
+	count = counters_read_dir(dir, all, &processes);
 	if (count < 0) {
-		fprintf(stderr, "ringsteer stats: cannot read %s: %s\n", options.dir, strerror(errno));
-		free(options.pids);
+		fprintf(stderr, "ringsteer stats: cannot read %s: %s\n", dir, strerror(-count));
+		free(pids);
 		free(found);
 		return 1;
 	}
-	if (options.json)
-		printf("{\"processes\":[");
-	else
-		printf("%-8s %-5s %-8s %5s %9s %9s %14s %14s %11s %11s %10s\n", "PID", "LANE", "TID",
-		       "CPU", "OPEN", "ACCEPTS", "BYTES_IN", "BYTES_OUT", "ENTERS", "RING_OPS",
-		       "KERNEL_OPS");
-	for (int e = 0; e < count; e++) {
-		struct rs_stats_header header;
-		struct totals process = { 0 };
-		char path[PATH_MAX];
-		bool exited;
+	/* Keep the processes asked for, in place. */
+	for (int p = 0; p < count; p++) {
+		bool keep = pid_count == 0;
 
-		snprintf(path, sizeof(path), "%s/%s", options.dir, entries[e]->d_name);
-		if (load(path, &header) < 0)
-			continue;
-		exited = header.exit_time_ns || !process_alive((pid_t)header.pid);
-		if (!wanted(&options, (pid_t)header.pid) || (exited && !options.all))
-			continue;
-		for (int i = 0; i < options.pid_count; i++)
-			if (options.pids[i] == (pid_t)header.pid)
+		for (int i = 0; i < pid_count; i++) {
+			if (pids[i] == (pid_t)processes[p].header.pid) {
 				found[i] = true;
-		add_lane(&process, &header.process);
-		for (uint64_t lane = 0; lane < header.lanes_used; lane++)
-			add_lane(&process, &header.lanes[lane]);
-		add_totals(&grand, &process);
-		if (options.json) {
-			printf("%s{\"pid\":%llu,\"exited\":%s,\"io_uring\":%s,\"lanes\":[", shown ? "," : "",
-			       (unsigned long long)header.pid, exited ? "true" : "false",
-			       header.io_uring_available ? "true" : "false");
-			for (uint64_t lane = 0; lane < header.lanes_used; lane++) {
-				struct totals one = { 0 };
-
-				add_lane(&one, &header.lanes[lane]);
-				printf("%s{\"lane\":%llu,\"tid\":%llu,\"cpu\":%lld,", lane ? "," : "",
-				       (unsigned long long)lane,
-				       (unsigned long long)header.lanes[lane].tid,
-				       (long long)header.lanes[lane].cpu);
-				print_counters_json(&one);
-				printf("}");
+				keep = true;
 			}
-			printf("],\"total\":{");
-			print_counters_json(&process);
-			printf("}}");
-		} else {
-			for (uint64_t lane = 0; lane < header.lanes_used; lane++) {
-				const struct rs_lane_stats *slot = &header.lanes[lane];
-
-				printf("%-8llu %-5llu %-8llu %5lld %9lld %9llu %14llu %14llu %11llu %11llu %10llu\n",
-				       (unsigned long long)header.pid, (unsigned long long)lane,
-				       (unsigned long long)slot->tid, (long long)slot->cpu,
-				       (long long)slot->sockets_open, (unsigned long long)slot->accepts,
-				       (unsigned long long)slot->bytes_received,
-				       (unsigned long long)slot->bytes_sent,
-				       (unsigned long long)slot->ring_enters,
-				       (unsigned long long)slot->ring_ops,
-				       (unsigned long long)slot->kernel_ops);
-			}
-			printf("%-8llu %-5s %-8s %5s %9lld %9lld %14lld %14lld %11lld %11lld %10lld%s%s\n",
-			       (unsigned long long)header.pid, "all", "", "", (long long)process.sockets_open,
-			       (long long)process.accepts, (long long)process.bytes_received,
-			       (long long)process.bytes_sent, (long long)process.ring_enters,
-			       (long long)process.ring_ops, (long long)process.kernel_ops,
-			       header.io_uring_available ? "" : "  (io_uring unavailable: kernel path)",
-			       exited ? "  (exited)" : "");
 		}
+		if (!keep)
+			continue;
+		if (shown != p)
+			processes[shown] = processes[p];
 		shown++;
 	}
-	for (int e = 0; e < count; e++)
-		free(entries[e]);
-	free(entries);
-	if (options.json) {
-		printf("],\"total\":{");
-		print_counters_json(&grand);
-		printf("}}\n");
+	for (int p = 0; p < shown; p++) {
+		struct totals process;
+
+		totals_of_process(&process, &processes[p]);
+		totals_add(&grand, &process);
 	}
-	for (int i = 0; i < options.pid_count; i++) {
+	if (format == FORMAT_JSON)
+		print_json(processes, shown, &grand);
+	else if (format == FORMAT_PROMETHEUS)
+		print_prometheus(processes, shown, &grand);
+	else
+		print_table(processes, shown);
+	for (int i = 0; i < pid_count; i++) {
 		if (!found[i]) {
 			fprintf(stderr, "ringsteer stats: no counters for process %d (not under the shim, or exited)\n",
-				(int)options.pids[i]);
+				(int)pids[i]);
 			result = 1;
 			break;
 		}
 	}
-	free(options.pids);
+	free(processes);
+	free(pids);
 	free(found);
 	return result;
 }
@@ -344,6 +355,8 @@ int main(int argc, char **argv)
 		return steer_command(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "stats"))
 		return command_stats(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "top"))
+		return command_top(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--version")) {
 		printf("ringsteer %s\n", RINGSTEER_VERSION);
 		return 0;

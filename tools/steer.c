@@ -357,11 +357,7 @@ static int unload(const struct steer_options *options)
 	return 0;
 }
 
-/* ---- status -------------------------------------------------------------- */
-
-struct pinned {
-	int config, slots, members, group_ids;
-};
+/* ---- reading the pinned maps (status, top) -------------------------------- */
 
 static int open_pinned(const char *dir, const char *name)
 {
@@ -369,6 +365,42 @@ static int open_pinned(const char *dir, const char *name)
 
 	pin_path(path, sizeof(path), dir, name);
 	return bpf_obj_get(path);
+}
+
+void steer_maps_close(struct steer_maps *maps)
+{
+	int *fds[] = { &maps->config_fd, &maps->slots_fd, &maps->members_fd, &maps->group_ids_fd };
+
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
+}
+
+int steer_maps_open(const char *dir, struct steer_maps *maps)
+{
+	__u32 zero = 0;
+
+	memset(maps, 0, sizeof(*maps));
+	maps->config_fd = open_pinned(dir, RS_STEER_PIN_CONFIG);
+	maps->slots_fd = open_pinned(dir, RS_STEER_PIN_SLOTS);
+	maps->members_fd = open_pinned(dir, RS_STEER_PIN_MEMBERS);
+	maps->group_ids_fd = open_pinned(dir, RS_STEER_PIN_GROUP_IDS);
+	if (maps->config_fd < 0 || maps->slots_fd < 0 || maps->members_fd < 0 ||
+	    maps->group_ids_fd < 0 || bpf_map_lookup_elem(maps->config_fd, &zero, &maps->config) < 0) {
+		int error = -errno;
+
+		steer_maps_close(maps);
+		return error;
+	}
+	maps->migrate = migrate_loaded(dir);
+	return 0;
+}
+
+const char *steer_policy_name(__u32 policy)
+{
+	return policy < RS_STEER_POLICY_COUNT ? policy_names[policy] : "?";
 }
 
 static void format_address(const struct rs_steer_group_key *key, char *text, size_t size)
@@ -386,6 +418,25 @@ static void format_address(const struct rs_steer_group_key *key, char *text, siz
 	}
 }
 
+int steer_next_group(const struct steer_maps *maps, bool first, __u32 *id, char *address,
+		     size_t size)
+{
+	struct rs_steer_group group;
+
+	for (;;) {
+		__u32 previous = *id;
+
+		if (bpf_map_get_next_key(maps->group_ids_fd, first ? NULL : &previous, id) < 0)
+			return errno == ENOENT ? 0 : -errno;
+		first = false;
+		if (bpf_map_lookup_elem(maps->group_ids_fd, id, &group) == 0 &&
+		    *id < RS_STEER_MAX_GROUPS)
+			break;
+	}
+	format_address(&group.key, address, size);
+	return 1;
+}
+
 static __u64 monotonic_ns(void)
 {
 	struct timespec now;
@@ -394,46 +445,60 @@ static __u64 monotonic_ns(void)
 	return (__u64)now.tv_sec * 1000000000ull + (__u64)now.tv_nsec;
 }
 
-static int show_group(const struct pinned *pinned, const struct rs_steer_config *config,
-		      __u32 id, const struct rs_steer_group *group, bool json, bool first_group)
+int steer_read_slot(const struct steer_maps *maps, __u32 group, __u32 slot,
+		    struct steer_slot_view *view)
 {
-	char address[80];
+	__u32 index = group * RS_STEER_MAX_SLOTS + slot;
 	__u64 now = monotonic_ns();
+	__u64 load;
+
+	if (bpf_map_lookup_elem(maps->members_fd, &index, &view->member) < 0 ||
+	    bpf_map_lookup_elem(maps->slots_fd, &slot, &view->lane) < 0)
+		return -errno;
+	if (!view->member.listening && !view->member.steered)
+		return 0;
+	load = 1000ull * (view->lane.open + view->member.pending) +
+	       (__u64)maps->config.busy_weight * view->lane.busy;
+	view->load = (double)load / 1000.0;
+	view->stalled = maps->config.stall_ms && view->lane.alive && now > view->lane.heartbeat_ns &&
+			now - view->lane.heartbeat_ns > (__u64)maps->config.stall_ms * 1000000ull;
+	return 1;
+}
+
+/* ---- status -------------------------------------------------------------- */
+
+static int show_group(const struct steer_maps *maps, __u32 id, const char *address, bool json,
+		      bool first_group)
+{
 	int shown = 0;
 
-	format_address(&group->key, address, sizeof(address));
 	if (json)
 		printf("%s{\"group\":%u,\"address\":\"%s\",\"slots\":[", first_group ? "" : ",", id,
 		       address);
 	for (__u32 slot = 0; slot < RS_STEER_MAX_SLOTS; slot++) {
-		__u32 index = id * RS_STEER_MAX_SLOTS + slot;
-		struct rs_steer_member member;
-		struct rs_steer_slot lane;
-		__u64 load;
-		bool stalled;
+		struct steer_slot_view view;
+		int result = steer_read_slot(maps, id, slot, &view);
 
-		if (bpf_map_lookup_elem(pinned->members, &index, &member) < 0 ||
-		    bpf_map_lookup_elem(pinned->slots, &slot, &lane) < 0)
-			return -errno;
-		if (!member.listening && !member.steered)
+		if (result < 0)
+			return result;
+		if (!result)
 			continue;
-		load = 1000ull * (lane.open + member.pending) + (__u64)config->busy_weight * lane.busy;
-		stalled = config->stall_ms && lane.alive && now > lane.heartbeat_ns &&
-			  now - lane.heartbeat_ns > (__u64)config->stall_ms * 1000000ull;
 		if (json)
 			printf("%s{\"slot\":%u,\"pid\":%u,\"lane\":%u,\"core\":%d,\"alive\":%s,"
 			       "\"listening\":%s,\"stalled\":%s,\"load\":%.3f,\"open\":%u,\"pending\":%u,"
 			       "\"busy\":%u,\"steered\":%llu}",
-			       shown ? "," : "", slot, lane.owner_pid, lane.lane, lane.cpu,
-			       lane.alive ? "true" : "false", member.listening ? "true" : "false",
-			       stalled ? "true" : "false", (double)load / 1000.0, lane.open,
-			       member.pending, lane.busy, (unsigned long long)member.steered);
+			       shown ? "," : "", slot, view.lane.owner_pid, view.lane.lane, view.lane.cpu,
+			       view.lane.alive ? "true" : "false",
+			       view.member.listening ? "true" : "false", view.stalled ? "true" : "false",
+			       view.load, view.lane.open, view.member.pending, view.lane.busy,
+			       (unsigned long long)view.member.steered);
 		else
 			printf("%-5u %-24s %4u %8u %4u %4d %9.3f %7u %7u %10llu%s%s\n", id, address, slot,
-			       lane.owner_pid, lane.lane, lane.cpu, (double)load / 1000.0, lane.open,
-			       member.pending, (unsigned long long)member.steered,
-			       member.listening && lane.alive ? "" : "  (closed)",
-			       stalled ? "  (stalled)" : "");
+			       view.lane.owner_pid, view.lane.lane, view.lane.cpu, view.load,
+			       view.lane.open, view.member.pending,
+			       (unsigned long long)view.member.steered,
+			       view.member.listening && view.lane.alive ? "" : "  (closed)",
+			       view.stalled ? "  (stalled)" : "");
 		shown++;
 	}
 	if (json)
@@ -443,57 +508,38 @@ static int show_group(const struct pinned *pinned, const struct rs_steer_config 
 
 static int status(const struct steer_options *options)
 {
-	struct pinned pinned = {
-		.config = open_pinned(options->dir, RS_STEER_PIN_CONFIG),
-		.slots = open_pinned(options->dir, RS_STEER_PIN_SLOTS),
-		.members = open_pinned(options->dir, RS_STEER_PIN_MEMBERS),
-		.group_ids = open_pinned(options->dir, RS_STEER_PIN_GROUP_IDS),
-	};
-	struct rs_steer_config config;
-	__u32 zero = 0, id, *previous = NULL;
-	int result = 0, groups = 0;
+	struct steer_maps maps;
+	const struct rs_steer_config *config = &maps.config;
+	char address[80];
+	__u32 id = 0;
+	int result, groups = 0;
 
-	if (pinned.config < 0 || pinned.slots < 0 || pinned.members < 0 || pinned.group_ids < 0 ||
-	    bpf_map_lookup_elem(pinned.config, &zero, &config) < 0) {
-		result = -errno;
+	result = steer_maps_open(options->dir, &maps);
+	if (result < 0) {
 		fprintf(stderr, "ringsteer: steering is not loaded under %s (%s): ringsteer load\n",
-			options->dir, strerror(errno));
-		goto out;
+			options->dir, strerror(-result));
+		return result;
 	}
 	if (options->json)
 		printf("{\"dir\":\"%s\",\"policy\":\"%s\",\"stall_ms\":%u,\"max_conns_per_lane\":%u,"
 		       "\"busy_weight\":%u,\"migrate\":%s,\"groups\":[",
-		       options->dir, config.policy < RS_STEER_POLICY_COUNT ? policy_names[config.policy] : "?",
-		       config.stall_ms, config.max_conns_per_lane, config.busy_weight,
-		       migrate_loaded(options->dir) ? "true" : "false");
+		       options->dir, steer_policy_name(config->policy), config->stall_ms,
+		       config->max_conns_per_lane, config->busy_weight, maps.migrate ? "true" : "false");
 	else
 		printf("policy %s, stall %u ms, max %u connections per lane, busy weight %u\n"
 		       "%-5s %-24s %4s %8s %4s %4s %9s %7s %7s %10s\n",
-		       config.policy < RS_STEER_POLICY_COUNT ? policy_names[config.policy] : "?",
-		       config.stall_ms, config.max_conns_per_lane, config.busy_weight, "GROUP",
-		       "ADDRESS", "SLOT", "PID", "LANE", "CORE", "LOAD", "OPEN", "PENDING", "STEERED");
-	while (bpf_map_get_next_key(pinned.group_ids, previous, &id) == 0) {
-		struct rs_steer_group group;
-
-		previous = &id;
-		if (bpf_map_lookup_elem(pinned.group_ids, &id, &group) < 0 || id >= RS_STEER_MAX_GROUPS)
-			continue;
-		result = show_group(&pinned, &config, id, &group, options->json, groups == 0);
+		       steer_policy_name(config->policy), config->stall_ms,
+		       config->max_conns_per_lane, config->busy_weight, "GROUP", "ADDRESS", "SLOT",
+		       "PID", "LANE", "CORE", "LOAD", "OPEN", "PENDING", "STEERED");
+	while ((result = steer_next_group(&maps, groups == 0, &id, address, sizeof(address))) > 0) {
+		result = show_group(&maps, id, address, options->json, groups == 0);
 		if (result)
 			break;
 		groups++;
 	}
 	if (options->json)
 		printf("]}\n");
-out:
-	if (pinned.config >= 0)
-		close(pinned.config);
-	if (pinned.slots >= 0)
-		close(pinned.slots);
-	if (pinned.members >= 0)
-		close(pinned.members);
-	if (pinned.group_ids >= 0)
-		close(pinned.group_ids);
+	steer_maps_close(&maps);
 	return result;
 }
 
