@@ -681,7 +681,10 @@ static long wait_common(int set_fd, struct epoll_event *events, int max, long lo
 		 * for the receives ahead it arms completes during it. */
 		if (timeout_ns == 0 && (lane->arming_count || lane->dirty_count))
 			rs_lane_submit(lane);
-		rs_lane_reap(lane);
+		if (timeout_ns == 0)
+			rs_lane_reap_now(lane);
+		else
+			rs_lane_reap(lane);
 		found = collect(set, events, max);
 		nested = set->nested_count ? collect_nested(set, events + found, max - (int)found) : 0;
 		found += nested;

@@ -335,7 +335,7 @@ long rs_ioctl(int fd, unsigned long request, unsigned long argument)
 		 * kernel holds nothing it has not handed over. */
 		if (lane && socket->event_mode) {
 			rs_lane_enter(lane);
-			rs_lane_reap(lane);
+			rs_lane_reap_now(lane);
 			rs_lane_leave(lane);
 		}
 		pthread_mutex_lock(&socket->lock);

@@ -70,15 +70,15 @@ static void make_key(void)
 
 /* Sets up the ring with the best flags this kernel has: the first failure
  * with -EINVAL drops the optional flags, and what worked is remembered. */
-static int setup_ring(struct rs_lane *lane)
+static int setup_ring(struct rs_lane *lane, bool defer)
 {
 	unsigned wanted = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE |
 			  IORING_SETUP_SUBMIT_ALL;
 	struct io_uring_params params;
 	int ret;
 
-	if (rs_config.defer_taskrun)
-		wanted |= IORING_SETUP_DEFER_TASKRUN;
+	if (defer)
+		wanted |= IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
 	wanted &= ~setup_flags_rejected;
 	for (;;) {
 		memset(&params, 0, sizeof(params));
@@ -89,7 +89,7 @@ static int setup_ring(struct rs_lane *lane)
 			break;
 		/* Drop the newest flag first. */
 		if (wanted & IORING_SETUP_DEFER_TASKRUN)
-			setup_flags_rejected |= IORING_SETUP_DEFER_TASKRUN;
+			setup_flags_rejected |= IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
 		else if (wanted & IORING_SETUP_SINGLE_ISSUER)
 			setup_flags_rejected |= IORING_SETUP_SINGLE_ISSUER;
 		else
@@ -100,6 +100,7 @@ static int setup_ring(struct rs_lane *lane)
 		return ret;
 	setup_flags_supported = wanted;
 	lane->cq_entries = params.cq_entries;
+	lane->deferred = wanted & IORING_SETUP_DEFER_TASKRUN;
 	io_uring_ring_dontfork(&lane->ring);
 	return 0;
 }
@@ -135,7 +136,7 @@ static struct rs_lane *lane_create(void)
 
 	if (!lane)
 		return NULL;
-	ret = setup_ring(lane);
+	ret = setup_ring(lane, rs_config.defer_taskrun);
 	if (ret < 0) {
 		int expected = -1;
 
@@ -325,6 +326,19 @@ void rs_lane_reap(struct rs_lane *lane)
 {
 	reap(lane, true);
 }
+
+void rs_lane_reap_now(struct rs_lane *lane)
+{
+	/* With DEFER_TASKRUN, completions wait for the owner to ask: the
+	 * kernel flags that some do.  A wait asks anyway; a look that does
+	 * not wait must. */
+	if (lane->deferred && (IO_URING_READ_ONCE(*lane->ring.sq.kflags) & IORING_SQ_TASKRUN)) {
+		RS_STAT_ADD(lane->stats, ring_enters, 1);
+		io_uring_get_events(&lane->ring);
+	}
+	reap(lane, true);
+}
+
 
 void rs_lane_mark_dirty(struct rs_lane *lane, struct rs_socket *socket)
 {

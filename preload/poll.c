@@ -198,7 +198,10 @@ static long ring_poll(struct pollfd *fds, nfds_t count, long long timeout_ns,
 		struct __kernel_timespec wait_for, *wait_pointer = NULL;
 		int ret;
 
-		rs_lane_reap(lane);
+		if (timeout_ns == 0)
+			rs_lane_reap_now(lane);
+		else
+			rs_lane_reap(lane);
 		ready = gather(fds, count, slots, lane, sliced);
 		if ((ready || timeout_ns == 0) && !looked && lane->unsubmitted) {
 			/* Before answering, submit the kernel fds' polls: the

@@ -188,6 +188,7 @@ struct rs_lane {
 	unsigned in_flight;        /* operations whose CQE is not yet reaped */
 	unsigned sends_in_flight;  /* of which sends: what the flusher watches */
 	unsigned sends_prepared;   /* sends among the SQEs not yet submitted */
+	bool deferred;             /* the ring has DEFER_TASKRUN */
 	/* Provided buffers for the multishot receives ahead of event-mode
 	 * sockets (set up at the first one; NULL if the kernel refused). */
 	struct io_uring_buf_ring *receive_ring;
@@ -257,6 +258,9 @@ void rs_lane_cancel_send(struct rs_lane *lane, struct rs_socket *socket);
 int rs_lane_submit(struct rs_lane *lane);
 /* Processes every available CQE without blocking. */
 void rs_lane_reap(struct rs_lane *lane);
+/* The same, first running completions the kernel holds for the lane's
+ * thread (DEFER_TASKRUN): for a look that will not wait. */
+void rs_lane_reap_now(struct rs_lane *lane);
 /* Puts every dirty socket's queued bytes into SQEs. */
 void rs_lane_prepare_sends(struct rs_lane *lane);
 /* Before a call that may block outside the ring: make queued data go out. */
