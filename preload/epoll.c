@@ -88,6 +88,8 @@ static int set_table_size;
 static pthread_mutex_t sets_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rs_epoll *live_sets;
 static struct rs_epoll *free_sets;
+/* Closed while their poll was in flight: recycled at its completion. */
+static struct rs_epoll *closing_sets;
 
 static inline long kernel_result(long result)
 {
@@ -225,6 +227,11 @@ void rs_epoll_close(int fd)
 	if (atomic_load(&set->kernel_poll_in_flight)) {
 		struct rs_lane *lane = rs_lane_get();
 
+		pthread_mutex_lock(&sets_lock);
+		set->next = closing_sets;
+		closing_sets = set;
+		pthread_mutex_unlock(&sets_lock);
+
 		if (lane && lane == set->kernel_poll_lane) {
 			struct io_uring_sqe *sqe;
 
@@ -244,8 +251,19 @@ void rs_epoll_kernel_poll_done(struct rs_epoll *set, int result)
 	(void)result;
 	atomic_store(&set->kernel_ready, true);
 	atomic_store(&set->kernel_poll_in_flight, false);
-	if (set->dead)
+	if (set->dead) {
+		struct rs_epoll **link;
+
+		pthread_mutex_lock(&sets_lock);
+		for (link = &closing_sets; *link; link = &(*link)->next) {
+			if (*link == set) {
+				*link = set->next;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&sets_lock);
 		set_recycle(set);
+	}
 }
 
 /* Takes socket out of every emulated set (its fd is being closed). */
