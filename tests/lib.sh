@@ -151,10 +151,6 @@ start_server() {
 	if [ $plain = 0 ] && shim_enabled; then
 		[ -e "$SHIM_LIBRARY" ] || fail "$SHIM_LIBRARY is missing: run make first"
 		environment+=("LD_PRELOAD=$SHIM")
-		# A Debian server is not built for LeakSanitizer: at exit it
-		# would report the server's own allocations.  ASan still checks
-		# every access the shim makes; the test servers check its leaks.
-		[ -n "${RINGSTEER_ASAN_LIB:-}" ] && environment+=("LSAN_OPTIONS=detect_leaks=0")
 	fi
 	label="$name.${#SERVER_PIDS[@]}"
 	SERVER_OUT=$TEST_TMP/server.$label.out
@@ -552,6 +548,10 @@ start_real_server() {
 	if [ $plain = 0 ] && shim_enabled; then
 		[ -e "$SHIM_LIBRARY" ] || fail "$SHIM_LIBRARY is missing: run make first"
 		environment+=("LD_PRELOAD=$SHIM")
+		# A Debian server is not built for LeakSanitizer: at exit it
+		# would report the server's own allocations.  ASan still checks
+		# every access the shim makes; the test servers check its leaks.
+		[ -n "${RINGSTEER_ASAN_LIB:-}" ] && environment+=("LSAN_OPTIONS=detect_leaks=0")
 	fi
 	label="$name.${#SERVER_PIDS[@]}"
 	SERVER_OUT=$TEST_TMP/server.$label.out
