@@ -689,7 +689,8 @@ static long wait_common(int set_fd, struct epoll_event *events, int max, long lo
 	rs_lane_enter(lane);
 	rs_listener_lane_turn(lane);
 	for (;;) {
-		struct __kernel_timespec wait_for, *wait_pointer = NULL;
+		struct __kernel_timespec wait_for, *wait_pointer;
+		bool expired;
 		bool foreign;
 		int ret;
 
@@ -714,21 +715,10 @@ static long wait_common(int set_fd, struct epoll_event *events, int max, long lo
 		if (found || timeout_ns == 0)
 			break;
 		foreign = set->kernel_poll_lane != lane;
-		if (timeout_ns > 0 || foreign) {
-			long long left = FOREIGN_SLICE_NS;
-
-			if (timeout_ns > 0) {
-				uint64_t now = rs_now_ns();
-
-				if (now >= deadline)
-					break;
-				if (!foreign || (long long)(deadline - now) < left)
-					left = (long long)(deadline - now);
-			}
-			wait_for.tv_sec = left / 1000000000ll;
-			wait_for.tv_nsec = left % 1000000000ll;
-			wait_pointer = &wait_for;
-		}
+		wait_pointer = rs_wait_limit(timeout_ns, deadline, foreign, FOREIGN_SLICE_NS,
+					     &wait_for, &expired);
+		if (expired)
+			break;
 		if (foreign)
 			atomic_store(&set->kernel_ready, true);
 		rs_listener_lane_waiting(lane);

@@ -340,22 +340,30 @@ void rs_lane_reap_now(struct rs_lane *lane)
 }
 
 
-void rs_lane_mark_dirty(struct rs_lane *lane, struct rs_socket *socket)
+/* Appends socket, with a reference, to one of the lane's lists of work for
+ * its next enter; false if the list cannot grow. */
+static bool list_push(struct rs_socket ***list, unsigned *count, unsigned *capacity,
+		      struct rs_socket *socket)
 {
-	if (lane->dirty_count == lane->dirty_capacity) {
-		unsigned capacity = lane->dirty_capacity ? lane->dirty_capacity * 2 : 16;
-		struct rs_socket **grown = realloc(lane->dirty, capacity * sizeof(*grown));
+	if (*count == *capacity) {
+		unsigned grown_capacity = *capacity ? *capacity * 2 : 16;
+		struct rs_socket **grown = realloc(*list, grown_capacity * sizeof(*grown));
 
-		if (!grown) {
-			/* Cannot remember it: send it now instead. */
-			rs_socket_start_send(socket, lane);
-			return;
-		}
-		lane->dirty = grown;
-		lane->dirty_capacity = capacity;
+		if (!grown)
+			return false;
+		*list = grown;
+		*capacity = grown_capacity;
 	}
 	rs_socket_ref(socket);
-	lane->dirty[lane->dirty_count++] = socket;
+	(*list)[(*count)++] = socket;
+	return true;
+}
+
+void rs_lane_mark_dirty(struct rs_lane *lane, struct rs_socket *socket)
+{
+	/* Cannot remember it: send it now instead. */
+	if (!list_push(&lane->dirty, &lane->dirty_count, &lane->dirty_capacity, socket))
+		rs_socket_start_send(socket, lane);
 }
 
 /* ---- provided buffers ------------------------------------------------------ */
@@ -413,20 +421,9 @@ void rs_lane_return_receive_buffer(struct rs_lane *lane, unsigned id)
 
 void rs_lane_mark_arming(struct rs_lane *lane, struct rs_socket *socket)
 {
-	if (lane->arming_count == lane->arming_capacity) {
-		unsigned capacity = lane->arming_capacity ? lane->arming_capacity * 2 : 16;
-		struct rs_socket **grown = realloc(lane->arming, capacity * sizeof(*grown));
-
-		if (!grown) {
-			/* Cannot remember it: arm it now instead. */
-			rs_socket_arm(socket, lane);
-			return;
-		}
-		lane->arming = grown;
-		lane->arming_capacity = capacity;
-	}
-	rs_socket_ref(socket);
-	lane->arming[lane->arming_count++] = socket;
+	/* Cannot remember it: arm it now instead. */
+	if (!list_push(&lane->arming, &lane->arming_count, &lane->arming_capacity, socket))
+		rs_socket_arm(socket, lane);
 }
 
 static void prepare_arming(struct rs_lane *lane)

@@ -195,7 +195,8 @@ static long ring_poll(struct pollfd *fds, nfds_t count, long long timeout_ns,
 	if (!sliced)
 		arm_kernel_polls(fds, count, slots, lane);
 	for (bool looked = false;;) {
-		struct __kernel_timespec wait_for, *wait_pointer = NULL;
+		struct __kernel_timespec wait_for, *wait_pointer;
+		bool expired;
 		int ret;
 
 		if (timeout_ns == 0)
@@ -214,21 +215,10 @@ static long ring_poll(struct pollfd *fds, nfds_t count, long long timeout_ns,
 			break;
 		if (!sliced)
 			arm_kernel_polls(fds, count, slots, lane);
-		if (timeout_ns > 0 || sliced) {
-			long long left = SLICE_NS;
-
-			if (timeout_ns > 0) {
-				uint64_t now = rs_now_ns();
-
-				if (now >= deadline)
-					break;
-				if (!sliced || (long long)(deadline - now) < left)
-					left = (long long)(deadline - now);
-			}
-			wait_for.tv_sec = left / 1000000000ll;
-			wait_for.tv_nsec = left % 1000000000ll;
-			wait_pointer = &wait_for;
-		}
+		wait_pointer = rs_wait_limit(timeout_ns, deadline, sliced, SLICE_NS, &wait_for,
+					     &expired);
+		if (expired)
+			break;
 		ret = rs_lane_wait_timeout(lane, wait_pointer, mask);
 		if (ret == -EINTR) {
 			/* poll and select are never restarted after a handler. */

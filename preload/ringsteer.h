@@ -416,6 +416,34 @@ void rs_sockets_exit(void);
 
 uint64_t rs_now_ns(void);
 
+/* How long a readiness wait may sleep: until the deadline (timeout_ns > 0;
+ * < 0 forever), and no longer than slice_ns when sliced.  Fills *wait and
+ * returns it, or NULL to wait forever; *expired when the deadline passed. */
+static inline struct __kernel_timespec *rs_wait_limit(long long timeout_ns, uint64_t deadline,
+						       bool sliced, long long slice_ns,
+						       struct __kernel_timespec *wait,
+						       bool *expired)
+{
+	long long left = slice_ns;
+
+	*expired = false;
+	if (timeout_ns <= 0 && !sliced)
+		return NULL;
+	if (timeout_ns > 0) {
+		uint64_t now = rs_now_ns();
+
+		if (now >= deadline) {
+			*expired = true;
+			return NULL;
+		}
+		if (!sliced || (long long)(deadline - now) < left)
+			left = (long long)(deadline - now);
+	}
+	wait->tv_sec = left / 1000000000ll;
+	wait->tv_nsec = left % 1000000000ll;
+	return wait;
+}
+
 /* The kernel answers EFAULT for a buffer it cannot reach; the shim would
  * crash on it instead.  The common case, a null or tiny pointer, takes the
  * kernel path, which answers it. */
