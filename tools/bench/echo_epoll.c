@@ -28,6 +28,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bench_listener.h"
+
 #define BUFFER_SIZE (64u << 10)
 #define EVENTS_PER_WAIT 256
 #define MAX_THREADS 64
@@ -185,50 +187,6 @@ static void *run_loop(void *unused)
 	return NULL;
 }
 
-static int listen_on(bool ipv6, int port)
-{
-	int fd = socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		die("socket");
-	int one = 1;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
-		die("setsockopt SO_REUSEADDR");
-
-	struct sockaddr_storage address;
-	socklen_t address_length;
-	memset(&address, 0, sizeof(address));
-	if (ipv6) {
-		struct sockaddr_in6 *ipv6_address = (struct sockaddr_in6 *)&address;
-		ipv6_address->sin6_family = AF_INET6;
-		ipv6_address->sin6_addr = in6addr_loopback;
-		ipv6_address->sin6_port = htons((uint16_t)port);
-		address_length = sizeof(*ipv6_address);
-	} else {
-		struct sockaddr_in *ipv4_address = (struct sockaddr_in *)&address;
-		ipv4_address->sin_family = AF_INET;
-		ipv4_address->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		ipv4_address->sin_port = htons((uint16_t)port);
-		address_length = sizeof(*ipv4_address);
-	}
-	if (bind(fd, (struct sockaddr *)&address, address_length) < 0)
-		die("bind");
-	if (listen(fd, 1024) < 0)
-		die("listen");
-	return fd;
-}
-
-static int bound_port(int fd)
-{
-	struct sockaddr_storage address;
-	socklen_t length = sizeof(address);
-
-	if (getsockname(fd, (struct sockaddr *)&address, &length) < 0)
-		die("getsockname");
-	if (address.ss_family == AF_INET6)
-		return ntohs(((struct sockaddr_in6 *)&address)->sin6_port);
-	return ntohs(((struct sockaddr_in *)&address)->sin_port);
-}
-
 int main(int argc, char **argv)
 {
 	int port = -1, threads = 1;
@@ -250,7 +208,7 @@ int main(int argc, char **argv)
 	/* A peer that resets mid-write must end its connection, not the server. */
 	signal(SIGPIPE, SIG_IGN);
 
-	listener = listen_on(ipv6, port);
+	listener = bench_listen_on("echo_epoll", ipv6, port, SOCK_NONBLOCK);
 	shared_listener = threads > 1;
 	/* The main thread runs the last loop itself. */
 	for (int i = 1; i < threads; i++) {
@@ -258,7 +216,7 @@ int main(int argc, char **argv)
 		if (pthread_create(&thread, NULL, run_loop, NULL) != 0)
 			die("pthread_create");
 	}
-	printf("listening %d\n", bound_port(listener));
+	printf("listening %d\n", bench_bound_port("echo_epoll", listener));
 	fflush(stdout);
 	run_loop(NULL);
 	return 0;

@@ -35,6 +35,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bench_listener.h"
+
 #define SUBMISSION_ENTRIES 1024
 /* A multishot recv posts a completion per received chunk for every
  * connection: the completion queue must never overflow. */
@@ -361,50 +363,6 @@ static void setup_ring(void)
 	publish_returned_buffers();
 }
 
-static int listen_on(bool ipv6, int port)
-{
-	int fd = socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		die("socket", errno);
-	int one = 1;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
-		die("setsockopt SO_REUSEADDR", errno);
-
-	struct sockaddr_storage address;
-	socklen_t address_length;
-	memset(&address, 0, sizeof(address));
-	if (ipv6) {
-		struct sockaddr_in6 *ipv6_address = (struct sockaddr_in6 *)&address;
-		ipv6_address->sin6_family = AF_INET6;
-		ipv6_address->sin6_addr = in6addr_loopback;
-		ipv6_address->sin6_port = htons((uint16_t)port);
-		address_length = sizeof(*ipv6_address);
-	} else {
-		struct sockaddr_in *ipv4_address = (struct sockaddr_in *)&address;
-		ipv4_address->sin_family = AF_INET;
-		ipv4_address->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		ipv4_address->sin_port = htons((uint16_t)port);
-		address_length = sizeof(*ipv4_address);
-	}
-	if (bind(fd, (struct sockaddr *)&address, address_length) < 0)
-		die("bind", errno);
-	if (listen(fd, 1024) < 0)
-		die("listen", errno);
-	return fd;
-}
-
-static int bound_port(int fd)
-{
-	struct sockaddr_storage address;
-	socklen_t length = sizeof(address);
-
-	if (getsockname(fd, (struct sockaddr *)&address, &length) < 0)
-		die("getsockname", errno);
-	if (address.ss_family == AF_INET6)
-		return ntohs(((struct sockaddr_in6 *)&address)->sin6_port);
-	return ntohs(((struct sockaddr_in *)&address)->sin_port);
-}
-
 int main(int argc, char **argv)
 {
 	int port = -1;
@@ -424,12 +382,12 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 
-	listener = listen_on(ipv6, port);
+	listener = bench_listen_on("echo_uring", ipv6, port, 0);
 	/* The ring is created on the thread that drives it, as DEFER_TASKRUN
 	 * requires. */
 	setup_ring();
 	arm_accept();
-	printf("listening %d\n", bound_port(listener));
+	printf("listening %d\n", bench_bound_port("echo_uring", listener));
 	fflush(stdout);
 
 	for (;;) {
