@@ -28,7 +28,7 @@ void rs_config_defaults(struct rs_config *config)
 	config->event_sockets = true;
 	config->ring_entries = 256;
 	config->flush_us = 1000;
-	config->defer_taskrun = false;
+	config->defer_taskrun = true;
 	snprintf(config->stats_dir, sizeof(config->stats_dir), "/dev/shm");
 	config->stats_keep = false;
 }
@@ -263,8 +263,8 @@ void rs_config_describe(const struct rs_config *config, char *buf, size_t size)
 		DESCRIBE("ring_entries=%u", config->ring_entries);
 	if (config->flush_us != defaults.flush_us)
 		DESCRIBE("flush_us=%u", config->flush_us);
-	if (config->defer_taskrun)
-		DESCRIBE("defer_taskrun=1");
+	if (config->defer_taskrun != defaults.defer_taskrun)
+		DESCRIBE("defer_taskrun=%d", config->defer_taskrun);
 	if (strcmp(config->stats_dir, defaults.stats_dir))
 		DESCRIBE("stats_dir=%s", config->stats_dir);
 	if (config->stats_keep)

@@ -340,6 +340,16 @@ void rs_lane_reap_now(struct rs_lane *lane)
 }
 
 
+void rs_lane_run_task_work(struct rs_lane *lane)
+{
+	RS_STAT_ADD(lane->stats, ring_ops, lane->unsubmitted);
+	RS_STAT_ADD(lane->stats, ring_enters, 1);
+	lane->unsubmitted = 0;
+	lane->sends_prepared = 0;
+	io_uring_submit_and_get_events(&lane->ring);
+	reap(lane, true);
+}
+
 /* Appends socket, with a reference, to one of the lane's lists of work for
  * its next enter; false if the list cannot grow. */
 static bool list_push(struct rs_socket ***list, unsigned *count, unsigned *capacity,
@@ -443,17 +453,28 @@ static void prepare_arming(struct rs_lane *lane)
 
 void rs_lane_prepare_sends(struct rs_lane *lane)
 {
+	struct rs_socket **sending = lane->dirty;
+	unsigned sending_capacity = lane->dirty_capacity;
 	unsigned count = lane->dirty_count;
 
 	if (lane->arming_count)
 		prepare_arming(lane);
+	if (!count)
+		return;
 
+	lane->dirty = lane->dirty_spare;
+	lane->dirty_capacity = lane->dirty_spare_capacity;
 	lane->dirty_count = 0;
 	for (unsigned i = 0; i < count; i++) {
-		struct rs_socket *socket = lane->dirty[i];
+		struct rs_socket *socket = sending[i];
 
 		pthread_mutex_lock(&socket->lock);
-		if (socket->tx_lane == lane) {
+		if (socket->tx_lane == lane && socket->tx_awaiting_room && socket->txq.bytes &&
+		    socket->fd >= 0 &&
+		    list_push(&lane->dirty, &lane->dirty_count, &lane->dirty_capacity, socket)) {
+			/* Stays listed, unsent, until its writable poll fires:
+			 * listed, it is also the flusher's while we are away. */
+		} else if (socket->tx_lane == lane) {
 			socket->tx_listed = false;
 			if (!socket->tx_in_flight && socket->txq.bytes)
 				rs_socket_start_send(socket, lane);
@@ -461,6 +482,8 @@ void rs_lane_prepare_sends(struct rs_lane *lane)
 		pthread_mutex_unlock(&socket->lock);
 		rs_socket_unref(socket);
 	}
+	lane->dirty_spare = sending;
+	lane->dirty_spare_capacity = sending_capacity;
 }
 
 /* A receive linked behind its socket's send completes after it: waiting
@@ -479,6 +502,46 @@ static unsigned op_completions_pending(struct rs_op *op)
 	return count;
 }
 
+/* How long a wait that also asked for this submission's sends may go on
+ * once some completion has come. */
+#define PREDICTED_SENDS_WAIT_US 250
+
+/* Submits and waits for wait completions.  A deferred ring's sends
+ * complete during the submission (MSG_DONTWAIT), ahead of what the caller
+ * waits for: counting them in keeps their completions from ending the wait,
+ * which would cost a second enter.  Only with the kernel's min_wait, which
+ * ends the wait PREDICTED_SENDS_WAIT_US after the first completion: a send
+ * that says EAGAIN needs a writable poll armed before the peer can move,
+ * and only the next submission arms it. */
+static int enter_ring_counting_sends(struct rs_lane *lane, unsigned wait)
+{
+	struct io_uring_getevents_arg argument = { .pad = PREDICTED_SENDS_WAIT_US };
+	unsigned sends = lane->sends_prepared, submit;
+	uint64_t started;
+	int ret;
+
+	if (!lane->deferred || !sends || !(lane->ring.features & IORING_FEAT_MIN_TIMEOUT) ||
+	    !(lane->ring.features & IORING_FEAT_EXT_ARG))
+		return enter_ring(lane, wait);
+	RS_STAT_ADD(lane->stats, ring_ops, lane->unsubmitted);
+	RS_STAT_ADD(lane->stats, ring_enters, 1);
+	lane->unsubmitted = 0;
+	lane->sends_prepared = 0;
+	submit = rs_compat_flush_sq(&lane->ring);
+	started = rs_now_ns();
+	ret = io_uring_enter2(lane->ring.ring_fd, submit, wait + sends,
+			      IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, (sigset_t *)&argument,
+			      sizeof(argument));
+	if (ret < 0)
+		return ret;
+	/* Short of the count before min_wait ran out: only a signal ends a
+	 * wait that early. */
+	if (io_uring_cq_ready(&lane->ring) < wait + sends &&
+	    rs_now_ns() - started < PREDICTED_SENDS_WAIT_US * 1000ull)
+		return -EINTR;
+	return 0;
+}
+
 int rs_lane_wait(struct rs_lane *lane, struct rs_op *op)
 {
 	for (;;) {
@@ -488,7 +551,7 @@ int rs_lane_wait(struct rs_lane *lane, struct rs_op *op)
 		if (op->done)
 			return 0;
 		rs_lane_prepare_sends(lane);
-		ret = enter_ring(lane, op_completions_pending(op));
+		ret = enter_ring_counting_sends(lane, op_completions_pending(op));
 		rs_lane_reap(lane);
 		if (op->done)
 			return 0;
@@ -500,10 +563,6 @@ int rs_lane_wait(struct rs_lane *lane, struct rs_op *op)
 		}
 	}
 }
-
-/* How long a wait that also asked for this submission's sends may go on
- * once some completion has come. */
-#define PREDICTED_SENDS_WAIT_US 250
 
 int rs_lane_wait_timeout(struct rs_lane *lane, struct __kernel_timespec *timeout,
 			 const sigset_t *mask)
@@ -839,6 +898,7 @@ void rs_lanes_atfork_child(void)
 		 * copy) goes.  What the lists pointed to is reset by the
 		 * sockets' own fork handler. */
 		free(lane->dirty);
+		free(lane->dirty_spare);
 		free(lane->arming);
 		free(lane->steered);
 		free(lane->receive_memory);

@@ -210,6 +210,10 @@ struct rs_lane {
 	struct rs_socket **dirty;
 	unsigned dirty_count;
 	unsigned dirty_capacity;
+	/* The list being sent swaps with this one, so what completions list
+	 * meanwhile goes on a list nobody is walking. */
+	struct rs_socket **dirty_spare;
+	unsigned dirty_spare_capacity;
 	_Atomic uint64_t dirty_since_ns; /* 0: nothing waits for a flush */
 	/* Sockets whose receive ahead (or writable poll) is to be armed with
 	 * the next enter, each holding a ref. */
@@ -261,6 +265,9 @@ void rs_lane_reap(struct rs_lane *lane);
 /* The same, first running completions the kernel holds for the lane's
  * thread (DEFER_TASKRUN): for a look that will not wait. */
 void rs_lane_reap_now(struct rs_lane *lane);
+/* Submits, runs what a deferred ring holds for its thread, and reaps: one
+ * enter, for work that must finish before the thread goes elsewhere. */
+void rs_lane_run_task_work(struct rs_lane *lane);
 /* Puts every dirty socket's queued bytes into SQEs. */
 void rs_lane_prepare_sends(struct rs_lane *lane);
 /* Before a call that may block outside the ring: make queued data go out. */
@@ -328,6 +335,7 @@ struct rs_socket {
 	struct rs_op rx_op;
 	bool tx_blocked;           /* a send said EAGAIN: the next room is an edge */
 	bool kernel_full;          /* a kernel send said EAGAIN: not writable until polled */
+	bool tx_awaiting_room;     /* a ring send said EAGAIN: the next waits for POLLOUT */
 	bool writable_poll_in_flight;
 	bool writable_poll_wanted;
 	struct rs_op writable_op;

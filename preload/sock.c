@@ -81,6 +81,7 @@ struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind)
 	socket->rx_op.socket = socket;
 	socket->tx_blocked = false;
 	socket->kernel_full = false;
+	socket->tx_awaiting_room = false;
 	socket->writable_poll_in_flight = false;
 	socket->writable_poll_wanted = false;
 	socket->writable_op.kind = RS_OP_WRITABLE;
@@ -133,27 +134,35 @@ void rs_socket_forget(struct rs_socket *socket)
 
 /* ---- sending ---------------------------------------------------------------- */
 
+static void list_for_arming(struct rs_socket *socket, struct rs_lane *lane);
+
 void rs_socket_start_send(struct rs_socket *socket, struct rs_lane *lane)
 {
 	struct io_uring_sqe *sqe;
-	int count;
+	int count, flags;
 
 	if (socket->fd < 0)
 		return;
 	count = rs_send_queue_peek(&socket->txq, socket->tx_iov, RS_TX_IOV_MAX);
 	if (!count)
 		return;
-	sqe = rs_lane_sqe(lane);
 	/* MSG_NOSIGNAL: a deferred EPIPE raises SIGPIPE later, on the call
-	 * that reports it, in the thread that makes that call. */
+	 * that reports it, in the thread that makes that call.  On a ring
+	 * with DEFER_TASKRUN, a send the kernel parks until room comes would
+	 * progress only while the owner waits in the shim, which a thread
+	 * blocked elsewhere never does: MSG_DONTWAIT makes it complete during
+	 * the submission, with EAGAIN, and what is left stays in the queue,
+	 * where the flusher can reach it. */
+	flags = MSG_NOSIGNAL | (lane->deferred ? MSG_DONTWAIT : 0);
+	sqe = rs_lane_sqe(lane);
 	if (count == 1) {
 		io_uring_prep_send(sqe, socket->fd, socket->tx_iov[0].iov_base,
-				   socket->tx_iov[0].iov_len, MSG_NOSIGNAL);
+				   socket->tx_iov[0].iov_len, flags);
 	} else {
 		memset(&socket->tx_msg, 0, sizeof(socket->tx_msg));
 		socket->tx_msg.msg_iov = socket->tx_iov;
 		socket->tx_msg.msg_iovlen = (size_t)count;
-		io_uring_prep_sendmsg(sqe, socket->fd, &socket->tx_msg, MSG_NOSIGNAL);
+		io_uring_prep_sendmsg(sqe, socket->fd, &socket->tx_msg, flags);
 	}
 	io_uring_sqe_set_data(sqe, &socket->tx_op);
 	socket->tx_in_flight = true;
@@ -169,8 +178,10 @@ bool rs_socket_start_linked_send(struct rs_socket *socket, struct rs_lane *lane)
 	struct io_uring_sqe *sqe;
 	int count;
 
-	/* Both SQEs must go in one submission, or the link would break. */
-	if (socket->fd < 0 || io_uring_sq_space_left(&lane->ring) < 2 ||
+	/* Both SQEs must go in one submission, or the link would break.  A
+	 * linked send waits in the kernel for room, which a deferred ring
+	 * must not do (see rs_socket_start_send). */
+	if (lane->deferred || socket->fd < 0 || io_uring_sq_space_left(&lane->ring) < 2 ||
 	    lane->in_flight + 3 >= lane->cq_entries)
 		return false;
 	count = rs_send_queue_peek(&socket->txq, socket->tx_iov, RS_TX_IOV_MAX);
@@ -252,6 +263,15 @@ void rs_socket_send_done(struct rs_socket *socket, struct rs_lane *lane, bool ow
 	if (!socket->txq.bytes) {
 		queue_drained(socket);
 		return;
+	}
+	if (result == -EAGAIN && owner) {
+		/* The kernel's buffer is full (a MSG_DONTWAIT send): the next
+		 * send waits for its room, polled for in the ring. */
+		socket->tx_awaiting_room = true;
+		if (!socket->writable_poll_in_flight) {
+			socket->writable_poll_wanted = true;
+			list_for_arming(socket, lane);
+		}
 	}
 	/* More bytes (a short send, or appended while in flight): they go with
 	 * the lane's next submission, or now through the kernel if the
@@ -498,6 +518,9 @@ void rs_socket_writable_done(struct rs_socket *socket, struct rs_lane *lane, int
 {
 	socket->writable_poll_in_flight = false;
 	socket->kernel_full = false;
+	/* Still listed on the lane (rs_lane_prepare_sends kept it): its next
+	 * submission sends. */
+	socket->tx_awaiting_room = false;
 	socket->tx_generation++;
 	lane->readiness_changes++;
 	(void)result;
@@ -622,9 +645,16 @@ int rs_socket_close(struct rs_socket *socket, struct rs_lane *lane)
 	int fd = socket->fd;
 	int ret = 0;
 
+	bool settle_now;
+
 	if (lane)
 		rs_lane_enter(lane);
 	pthread_mutex_lock(&socket->lock);
+	/* An operation in flight holds the file, so the FIN waits for its
+	 * end; on a deferred ring that end runs only when we ask. */
+	settle_now = lane && lane->deferred &&
+		     ((socket->rx_in_flight && socket->rx_lane == lane) ||
+		      socket->writable_poll_in_flight);
 	rs_socket_stop_receiving(socket);
 	if (socket->writable_poll_in_flight && lane) {
 		struct io_uring_sqe *cancel = rs_lane_sqe(lane);
@@ -670,6 +700,8 @@ int rs_socket_close(struct rs_socket *socket, struct rs_lane *lane)
 	}
 	pthread_mutex_unlock(&socket->lock);
 	if (lane) {
+		if (settle_now)
+			rs_lane_run_task_work(lane);
 		rs_lane_leave(lane);
 	}
 	if (socket->opened_stats)
@@ -687,7 +719,9 @@ int rs_socket_drain(struct rs_socket *socket, struct rs_lane *lane)
 	pthread_mutex_lock(&socket->lock);
 	while (socket->txq.bytes && !socket->tx_error) {
 		if (!socket->tx_in_flight && lane) {
-			rs_socket_start_send(socket, lane);
+			/* Awaiting room, its writable poll is what we wait for. */
+			if (!socket->tx_awaiting_room)
+				rs_socket_start_send(socket, lane);
 		} else if (!socket->tx_in_flight) {
 			if (rs_socket_push_to_kernel(socket) == -EAGAIN) {
 				struct pollfd wait = { .fd = socket->fd, .events = POLLOUT };
@@ -738,6 +772,7 @@ void rs_sockets_atfork_child(void)
 		socket->tx_in_flight = false;
 		socket->tx_lane = NULL;
 		socket->tx_listed = false;
+		socket->tx_awaiting_room = false;
 		socket->shutdown_write_pending = false;
 		/* The parent's receive ahead and its bytes stay the parent's. */
 		socket->rx_in_flight = false;

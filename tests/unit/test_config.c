@@ -138,7 +138,7 @@ static void test_defaults_without_environment(void **state)
 	assert_int_equal(config.txq_bytes, 256 * 1024);
 	assert_int_equal(config.ring_entries, 256);
 	assert_int_equal(config.flush_us, 1000);
-	assert_false(config.defer_taskrun);
+	assert_true(config.defer_taskrun);
 	assert_string_equal(config.stats_dir, "/dev/shm");
 	assert_false(config.stats_keep);
 	assert_int_equal(config.rxq_bytes, 16 * 1024);
@@ -357,7 +357,7 @@ static void test_every_variable_at_once(void **state)
 		{ "RINGSTEER_TXQ_BYTES", "1m" },
 		{ "RINGSTEER_RING_ENTRIES", "512" },
 		{ "RINGSTEER_FLUSH_US", "200" },
-		{ "RINGSTEER_DEFER_TASKRUN", "on" },
+		{ "RINGSTEER_DEFER_TASKRUN", "off" },
 		{ "RINGSTEER_STATS_DIR", "/run/ringsteer" },
 		{ "RINGSTEER_STATS_KEEP", "true" },
 		{ "RINGSTEER_RXQ_BYTES", "32k" },
@@ -378,7 +378,7 @@ static void test_every_variable_at_once(void **state)
 	assert_int_equal(config.txq_bytes, 1024 * 1024);
 	assert_int_equal(config.ring_entries, 512);
 	assert_int_equal(config.flush_us, 200);
-	assert_true(config.defer_taskrun);
+	assert_false(config.defer_taskrun);
 	assert_string_equal(config.stats_dir, "/run/ringsteer");
 	assert_true(config.stats_keep);
 	assert_int_equal(config.rxq_bytes, 32 * 1024);
@@ -605,7 +605,7 @@ static void test_describe_single_settings(void **state)
 		{ "RINGSTEER_TXQ_BYTES", "1m", "txq_bytes=1048576" },
 		{ "RINGSTEER_RING_ENTRIES", "1024", "ring_entries=1024" },
 		{ "RINGSTEER_FLUSH_US", "500", "flush_us=500" },
-		{ "RINGSTEER_DEFER_TASKRUN", "1", "defer_taskrun=1" },
+		{ "RINGSTEER_DEFER_TASKRUN", "0", "defer_taskrun=0" },
 		{ "RINGSTEER_STATS_DIR", "/tmp/x", "stats_dir=/tmp/x" },
 		{ "RINGSTEER_STATS_KEEP", "1", "stats_keep=1" },
 		{ "RINGSTEER_RXQ_BYTES", "64k", "rxq_bytes=65536" },
@@ -636,13 +636,13 @@ static void test_describe_several_settings(void **state)
 		{ "RINGSTEER_PIN", "1" },            { "RINGSTEER_CLIENT", "1" },
 		{ "RINGSTEER_BATCH", "4096" },       { "RINGSTEER_TXQ_BYTES", "1g" },
 		{ "RINGSTEER_RING_ENTRIES", "32768" }, { "RINGSTEER_FLUSH_US", "1000000" },
-		{ "RINGSTEER_DEFER_TASKRUN", "1" },  { "RINGSTEER_STATS_KEEP", "1" },
+		{ "RINGSTEER_DEFER_TASKRUN", "0" },  { "RINGSTEER_STATS_KEEP", "1" },
 		{ "RINGSTEER_STATS_DIR", NULL },     /* filled in below: the longest path */
 	};
 	static const char *const parts[] = {
 		"log=debug", "cpus=1024 listed", "pin=1", "client=1", "batch=4096",
 		"txq_bytes=1073741824", "ring_entries=32768", "flush_us=1000000",
-		"defer_taskrun=1", "stats_keep=1", "stats_dir=/",
+		"defer_taskrun=0", "stats_keep=1", "stats_dir=/",
 	};
 	struct variable all[sizeof(everything) / sizeof(everything[0])];
 	char longest[256];
