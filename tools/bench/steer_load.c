@@ -215,9 +215,12 @@ static void send_request(struct slot *slot)
 	const char *request = slot->heavy ? "heavy\n" : "light\n";
 	struct epoll_event event = { .events = EPOLLIN, .data.ptr = slot };
 
+	/* Before the send: on loopback the server may run and answer before
+	 * send returns to us, and a clock read after it would record a few
+	 * microseconds for a request that took longer. */
+	slot->sent_ns = now_ns();
 	if (send(slot->fd, request, strlen(request), MSG_NOSIGNAL) != (ssize_t)strlen(request))
 		die("send: %s", strerror(errno));
-	slot->sent_ns = now_ns();
 	if (slot->connecting) {
 		slot->connecting = false;
 		if (epoll_ctl(load.epoll, EPOLL_CTL_MOD, slot->fd, &event) != 0)
