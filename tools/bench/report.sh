@@ -303,14 +303,13 @@ plot_latency() {
 	script=$plots/$name.gp
 	{
 		printf '# SPDX-License-Identifier: MIT\n# Written by tools/bench/report.sh: %s, one curve per configuration.\n' "$title"
-		printf 'set terminal %s size %d,460 noenhanced\n' "$PLOT_TERMINAL" $((panels > 1 ? 520 * panels : 680))
+		printf 'set terminal %s size %d,460 noenhanced\n' "$PLOT_TERMINAL" $((panels > 1 ? 600 * panels : 720))
 		printf 'set output "%s.png"\n' "$name"
 		printf 'set multiplot layout 1,%d title "%s"\n' "$panels" "$title"
 		# The curves rise to the right: the lower right corner stays free.
 		printf 'set logscale xy\nset grid xtics ytics mytics\nset key bottom right\n'
-		# Tic labels are formats to gnuplot: a percent sign is doubled.
-		printf 'set xtics ("" 1, "50%%%%" 2, "90%%%%" 10, "99%%%%" 100, "99.9%%%%" 1000, "99.99%%%%" 10000, "99.999%%%%" 100000, "99.9999%%%%" 1000000)\n'
-		printf 'set xrange [1:*]\nset autoscale xfixmax\nset xlabel "percentile"\nset ylabel "latency (us)"\n'
+		printf 'set xtics ("" 1, "50" 2, "90" 10, "99" 100, "99.9" 1000, "99.99" 10000, "99.999" 100000, "99.9999" 1000000)\n'
+		printf 'set format y "%%.0f"\nset xrange [1:*]\nset autoscale xfixmax\nset xlabel "percentile (%%)"\nset ylabel "latency (us)"\n'
 		local i
 		for ((i = 0; i < panels; i++)); do
 			printf 'set title "%s"\nplot %s\n' "${panel_titles[$i]}" "${panel_plots[$i]}"
@@ -439,15 +438,14 @@ perf_fact() {
 }
 
 write_report() {
-	local quick seconds echo_status steer_status image name
+	local quick seconds echo_status steer_status image name machine=$REPORT_DIR/machine.tsv
 	quick=$(fact "$REPORT_DIR/run.tsv" quick)
 	seconds=$(fact "$REPORT_DIR/run.tsv" seconds)
 	echo_status=$(fact "$REPORT_DIR/run.tsv" echo_status)
 	steer_status=$(fact "$REPORT_DIR/run.tsv" steer_status)
-	local machine=$REPORT_DIR/machine.tsv
 
-	printf '# ringsteer benchmark report %s\n\n' "$(basename "$REPORT_DIR")"
-	printf 'Written by `make bench`%s (`tools/bench/report.sh`)%s. ' "$([ "$quick" = 1 ] && echo ' QUICK=1')" \
+	printf '# ringsteer benchmark report, %s\n\n' "$(fact "$machine" date)"
+	printf 'Written by `make bench%s` (`tools/bench/report.sh`)%s. ' "$([ "$quick" = 1 ] && echo ' QUICK=1')" \
 		"$([ -n "$seconds" ] && echo ", which took $seconds s")"
 	printf 'Throughput and latency move between runs on a shared machine: the ratio rows compare runs made next to each other, and system call counts are the stable figures.\n\n'
 	if [ -n "$echo_status" ] && [ "$echo_status" != 0 ]; then
