@@ -124,7 +124,7 @@ tools/bench/%: tools/bench/%.c
 DEB_PACKAGES := gcc make pkg-config liburing-dev libbpf-dev libcmocka-dev clang llvm bpftool \
                 jq curl wrk strace linux-perf procps iproute2 \
                 nginx-light redis-server redis-tools memcached libmemcached-tools \
-                groff-base man-db
+                groff-base man-db gnuplot-nox
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \
@@ -141,10 +141,15 @@ deps:
 test: all $(UNIT_BINS) $(PROG_BINS)
 	$(Q)SANITIZE=$(SANITIZE) tests/run.sh
 
+# tools/bench/run.sh (blocking and event-loop servers) and, as root, the
+# steering benchmark in one run, written up as one report with plots
+# (tools/bench/report.sh): bench-results/<date>/report.md, copied to
+# bench-results/latest-report.md.  QUICK=1 for the short run; BENCH_OUT=DIR
+# writes it all into DIR instead.
 bench: all $(PROG_BINS)
-	$(Q)tools/bench/run.sh
+	$(Q)tools/bench/report.sh
 
-# Connection steering: placement and tail latency (needs root).
+# Connection steering alone: placement and tail latency (needs root).
 bench-steer: all $(PROG_BINS)
 	$(Q)tools/bench/steer_bench.sh
 

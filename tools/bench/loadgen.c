@@ -22,12 +22,21 @@
  * stdin before closing its connections.  The server is therefore idle outside
  * the measured interval.
  *
- * Exit status: 0 on success, 1 when an echo differs from what was sent or a
- * connection fails, 2 on bad usage.
+ * With --histogram FILE it also writes the measured interval's latencies to
+ * FILE, before the result line, so that whoever waits for that line finds
+ * the file complete: a comment line, then one "latency_us count" line per
+ * non-empty histogram bucket (its midpoint, as the percentiles use), in
+ * increasing order.  The buckets bound the file to a few thousand lines
+ * however long the run, and runs can be merged by adding counts of equal
+ * latencies.
+ *
+ * Exit status: 0 on success, 1 when an echo differs from what was sent, a
+ * connection fails or the histogram file cannot be written, 2 on bad usage.
  */
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -118,6 +127,7 @@ struct options {
 	size_t message_size;
 	unsigned threads;
 	bool gated;
+	const char *histogram_path; /* NULL: no histogram file */
 };
 
 static struct options options = {
@@ -220,6 +230,30 @@ static double histogram_percentile_us(const struct histogram *histogram, double 
 		}
 	}
 	return (double)histogram->max_ns / 1000.0;
+}
+
+/* The format is described at the top of this file. */
+static void histogram_write(const struct histogram *histogram, const char *path)
+{
+	FILE *file = fopen(path, "w");
+	if (file == NULL)
+		die("cannot create %s: %s", path, strerror(errno));
+	fprintf(file, "# loadgen latency histogram: latency_us count (%llu requests)\n",
+		(unsigned long long)histogram->total);
+	for (unsigned i = 0; i < HISTOGRAM_BUCKETS; i++) {
+		if (histogram->counts[i] == 0)
+			continue;
+		double value = bucket_midpoint(i);
+		if (value > (double)histogram->max_ns)
+			value = (double)histogram->max_ns;
+		fprintf(file, "%.3f %llu\n", value / 1000.0, (unsigned long long)histogram->counts[i]);
+	}
+	/* A full disk shows only at the flush: fclose is checked too. */
+	bool failed = ferror(file) != 0;
+	if (fclose(file) != 0)
+		failed = true;
+	if (failed)
+		die("cannot write %s: %s", path, strerror(errno));
 }
 
 static void set_writable_interest(struct worker *worker, struct connection *connection, bool wanted)
@@ -474,7 +508,7 @@ static void usage(FILE *to)
 {
 	fprintf(to,
 		"usage: loadgen -p PORT [-H ADDRESS] [-c CONNECTIONS] [-d SECONDS] [-s MESSAGE_SIZE]\n"
-		"               [-w WARMUP_SECONDS] [-t THREADS] [-g]\n"
+		"               [-w WARMUP_SECONDS] [-t THREADS] [-g] [--histogram FILE]\n"
 		"  -H  loopback address of the echo server (default 127.0.0.1; ::1 for IPv6)\n"
 		"  -c  concurrent connections, each one request in flight (default 1)\n"
 		"  -d  measured seconds (default 10)\n"
@@ -482,7 +516,8 @@ static void usage(FILE *to)
 		"  -w  warm-up seconds before measuring (default 1)\n"
 		"  -t  client threads, 1 or 2 (default 1)\n"
 		"  -g  gated: print \"ready\" after the warm-up and wait for a line on stdin\n"
-		"      before measuring; after the result line wait for another before closing\n");
+		"      before measuring; after the result line wait for another before closing\n"
+		"  --histogram FILE  write the measured latencies as \"latency_us count\" lines\n");
 }
 
 static double parse_number(const char *text, const char *what, double minimum, double maximum)
@@ -497,11 +532,19 @@ static double parse_number(const char *text, const char *what, double minimum, d
 	return value;
 }
 
+/* Long options only, so their codes stay clear of the one-letter ones. */
+enum { OPTION_HISTOGRAM = 256 };
+
 static void parse_options(int argc, char **argv)
 {
+	static const struct option long_options[] = {
+		{ "histogram", required_argument, NULL, OPTION_HISTOGRAM },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	int option;
 
-	while ((option = getopt(argc, argv, "p:H:c:d:s:w:t:gh")) != -1) {
+	while ((option = getopt_long(argc, argv, "p:H:c:d:s:w:t:gh", long_options, NULL)) != -1) {
 		switch (option) {
 		case 'p': options.port = (int)parse_number(optarg, "port", 1, 65535); break;
 		case 'H': options.host = optarg; break;
@@ -511,6 +554,7 @@ static void parse_options(int argc, char **argv)
 		case 's': options.message_size = (size_t)parse_number(optarg, "message size", 1, MAX_MESSAGE_SIZE); break;
 		case 't': options.threads = (unsigned)parse_number(optarg, "thread count", 1, MAX_THREADS); break;
 		case 'g': options.gated = true; break;
+		case OPTION_HISTOGRAM: options.histogram_path = optarg; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
 		}
@@ -582,6 +626,8 @@ static void print_result(struct worker *workers, uint64_t start_ns, uint64_t end
 		die("out of memory");
 	for (unsigned t = 0; t < options.threads; t++)
 		histogram_merge(total, &workers[t].histogram);
+	if (options.histogram_path != NULL)
+		histogram_write(total, options.histogram_path);
 	double seconds = (double)(end_ns - start_ns) / 1e9;
 	printf("requests=%llu seconds=%.3f rps=%.0f mean_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f "
 	       "p999_us=%.1f max_us=%.1f conns=%u size=%zu threads=%u\n",

@@ -57,7 +57,18 @@
 #                    tools/ringsteer)
 #   PIN=1            pin the servers to CPU 0 and the clients to CPU 1
 #   PERF=PATH        perf binary (default: perf, else the newest /usr/bin/perf_*)
-#   RESULTS_DIR=DIR  where results go (default bench-results/)
+#   RESULTS_DIR=DIR  where results go (default bench-results/): a directory
+#                    per run, and latest.md, a copy of its summary
+#   BENCH_OUT=DIR    this run's directory itself (then nothing is written
+#                    under RESULTS_DIR): tools/bench/report.sh puts the run
+#                    inside its own report directory this way
+#
+# Besides summary.md the run directory gets blocking.md and events.md (the
+# two tables alone), commands.tsv (the server and client commands of each
+# workload, configuration and connection count) and latencies.tsv, which
+# names each successful run's latency data: loadgen's histogram, the
+# measured redis-benchmark output (its percentile distribution) or wrk's
+# output (its --latency percentiles), for the report's plots.
 
 set -u -o pipefail
 
@@ -191,7 +202,7 @@ HAVE_JQ=0
 command -v jq >/dev/null 2>&1 && HAVE_JQ=1
 
 STAMP=$(date +%Y%m%d-%H%M%S)
-RUN_DIR=$RESULTS_DIR/$STAMP
+RUN_DIR=${BENCH_OUT:-$RESULTS_DIR/$STAMP}
 mkdir -p "$RUN_DIR" || fail "cannot create $RUN_DIR"
 LOG_FILE=$RUN_DIR/log.txt
 WORK=$(mktemp -d /tmp/ringsteer-bench.XXXXXX) || fail "mktemp failed"
@@ -199,6 +210,7 @@ WORK=$(mktemp -d /tmp/ringsteer-bench.XXXXXX) || fail "mktemp failed"
 STATS_DIR=$(mktemp -d /dev/shm/ringsteer-bench.XXXXXX) || fail "mktemp failed"
 
 SERVER_PID=
+SERVER_COMMAND=
 LOADGEN_PID=
 PERF_PID=
 PERF_CONTROL=
@@ -384,6 +396,14 @@ save_server_state() {
 
 # Starts a server in the background, under the shim for the shim column
 # (never for plain or native); sets SERVER_PID.
+# The words quoted as a shell would need them (redis-server's empty
+# --save and --logfile stay visible), space-separated.
+shell_words() {
+	local words
+	printf -v words '%q ' "$@"
+	printf '%s\n' "${words% }"
+}
+
 launch_server() {
 	local config=$1 output=$2 errors=$3
 	shift 3
@@ -391,10 +411,36 @@ launch_server() {
 	[ "$PIN" = 1 ] && command=(taskset -c 0 "${command[@]}")
 	if [ "$config" = shim ] && [ -n "$SHIM_LIB" ]; then
 		RINGSTEER_STATS_DIR=$STATS_DIR LD_PRELOAD=$SHIM_LIB "${command[@]}" >"$output" 2>"$errors" &
+		SERVER_COMMAND="LD_PRELOAD=$(shell_words "$SHIM_LIB") $(shell_words "${command[@]}")"
 	else
 		"${command[@]}" >"$output" 2>"$errors" &
+		SERVER_COMMAND=$(shell_words "${command[@]}")
 	fi
 	SERVER_PID=$!
+}
+
+# note_commands WORKLOAD CONFIG CONNECTIONS CLIENT...: records, once per
+# workload, configuration and connection count, the server command of the
+# last launch_server and the client command, with the tree's paths made
+# relative, for the report to show what produced each table.
+note_commands() {
+	local workload=$1 config=$2 connections=$3 client
+	shift 3
+	client=$(shell_words "$@")
+	if [ -f "$RUN_DIR/commands.tsv" ] &&
+		awk -F'\t' -v w="$workload" -v c="$config" -v n="$connections" \
+			'$1 == w && $2 == c && $3 == n { found = 1 } END { exit !found }' "$RUN_DIR/commands.tsv"; then
+		return 0
+	fi
+	printf '%s\t%s\t%s\t%s\t%s\n' "$workload" "$config" "$connections" "${SERVER_COMMAND//$REPO\//}" \
+		"${client//$REPO\//}" >>"$RUN_DIR/commands.tsv"
+}
+
+# note_latency WORKLOAD CONFIG CONNECTIONS REPETITION FORMAT FILE: names a
+# successful run's latency data (FILE, relative to the run directory; FORMAT
+# histogram, redis-benchmark or wrk) in latencies.tsv.
+note_latency() {
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RUN_DIR/latencies.tsv"
 }
 
 # Starts an echo server that prints "listening PORT"; sets SERVER_PORT.
@@ -437,7 +483,7 @@ run_one() {
 	start_server "$config" "$server_out" "$server_err" "${server[@]}" || return 1
 
 	local -a loadgen=("$LOADGEN" -g -p "$SERVER_PORT" -c "$connections" -d "$DURATION"
-		-w "$WARMUP" -s "$MESSAGE_SIZE" -t "$LOADGEN_THREADS")
+		-w "$WARMUP" -s "$MESSAGE_SIZE" -t "$LOADGEN_THREADS" --histogram "$RUN_DIR/$name.latency")
 	[ "$PIN" = 1 ] && loadgen=(taskset -c 1 "${loadgen[@]}")
 	coproc LOADGEN_PROCESS { exec "${loadgen[@]}" 2>"$loadgen_err"; }
 	LOADGEN_PID=$LOADGEN_PROCESS_PID
@@ -493,6 +539,8 @@ run_one() {
 	# Shim counters over the interval: the share of received bytes that went
 	# through the ring shows the shim really carried the traffic.
 	read -r ring_bytes ring_enters fallbacks ring_ops kernel_ops < <(shim_difference "$shim_before" "$shim_after")
+	note_commands "$workload" "$config" "$connections" "${loadgen[@]}"
+	note_latency "$workload" "$config" "$connections" "$repetition" histogram "$name.latency"
 
 	if [ "$workload" = blocking ]; then
 		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$config" "$connections" "$repetition" \
@@ -628,7 +676,9 @@ run_redis() {
 		return 1
 	fi
 
-	local -a benchmark=(redis-benchmark -h 127.0.0.1 -p "$port" -c "$REDIS_CONNECTIONS" -t "$test" -d 3 --csv)
+	# Without --csv: its output then holds the latency distribution, for
+	# the report's plots, besides the summary the table reads.
+	local -a benchmark=(redis-benchmark -h 127.0.0.1 -p "$port" -c "$REDIS_CONNECTIONS" -t "$test" -d 3)
 	local warmup_requests
 	warmup_requests=$(awk -v w="$WARMUP" 'BEGIN { n = int(w * 20000); print n < 5000 ? 5000 : n }')
 	run_client 60 "$RUN_DIR/$name.warmup.out" "$RUN_DIR/$name.warmup.err" "${benchmark[@]}" -n "$warmup_requests"
@@ -642,9 +692,19 @@ run_redis() {
 	local output=$RUN_DIR/$name.client.out result=
 	if [ "$status" = 0 ]; then
 		calls_after=$(redis_command_calls "$port" "$test")
-		# The CSV line: "GET","rps","avg_ms","min_ms","p50_ms","p95_ms","p99_ms","max_ms"
-		result=$(tr -d '"' <"$output" | awk -F, -v requests="$REDIS_REQUESTS" 'toupper($1) ~ /^(GET|SET)$/ && $2 > 0 {
-			printf "requests=%d seconds=%.3f rps=%s p50_us=%.1f p99_us=%.1f mean_us=%.1f", requests, requests / $2, $2, $5 * 1000, $7 * 1000, $3 * 1000 }')
+		# Its closing summary:
+		#   throughput summary: RPS requests per second
+		#   latency summary (msec):
+		#           avg       min       p50       p95       p99       max
+		#         0.386     0.104     0.359     0.503     0.991     4.719
+		result=$(tr '\r' '\n' <"$output" | awk -v requests="$REDIS_REQUESTS" '
+			/^ *throughput summary: [0-9.]+ requests per second/ { rps = $3 }
+			/^ *avg +min +p50 +p95 +p99 +max *$/ { header = 1; next }
+			header && NF == 6 { mean = $1; p50 = $3; p99 = $5; header = 0 }
+			END {
+				if (rps > 0 && p50 != "")
+					printf "requests=%d seconds=%.3f rps=%s p50_us=%.1f p99_us=%.1f mean_us=%.1f", requests, requests / rps, rps, p50 * 1000, p99 * 1000, mean * 1000
+			}')
 		local executed
 		executed=$(awk -v b="${calls_before:-x}" -v a="${calls_after:-x}" 'BEGIN {
 			if (split(b, before, " ") != 3 || split(a, after, " ") != 3) { print "unknown"; exit }
@@ -668,6 +728,8 @@ run_redis() {
 	[ "$status" = 0 ] || return 1
 	record_event "redis-$test" "$config" "$REDIS_CONNECTIONS" "$repetition" "$MEASURED_CPU_SECONDS" \
 		"$MEASURED_SYSCALLS" "$MEASURED_SHIM" "$result"
+	note_commands "redis-$test" "$config" "$REDIS_CONNECTIONS" "${benchmark[@]}" -n "$REDIS_REQUESTS"
+	note_latency "redis-$test" "$config" "$REDIS_CONNECTIONS" "$repetition" redis-benchmark "$name.client.out"
 }
 
 # The nginx configuration and document root, made once per bench run.
@@ -787,6 +849,8 @@ run_nginx() {
 	[ "$status" = 0 ] || return 1
 	record_event nginx "$config" "$NGINX_CONNECTIONS" "$repetition" "$MEASURED_CPU_SECONDS" \
 		"$MEASURED_SYSCALLS" "$MEASURED_SHIM" "$result"
+	note_commands nginx "$config" "$NGINX_CONNECTIONS" "${wrk[@]}" -d "${duration_seconds}s"
+	note_latency nginx "$config" "$NGINX_CONNECTIONS" "$repetition" wrk "$name.client.out"
 }
 
 # Medians over repetitions, ratios and targets, as a markdown table.
@@ -1105,21 +1169,23 @@ if wanted nginx; then
 fi
 
 [ -s "$RUN_DIR/runs.tsv" ] || [ -s "$RUN_DIR/events.tsv" ] || fail "no run succeeded"
+[ -s "$RUN_DIR/runs.tsv" ] && summarize >"$RUN_DIR/blocking.md"
+[ -s "$RUN_DIR/events.tsv" ] && summarize_events >"$RUN_DIR/events.md"
 {
 	if [ -s "$RUN_DIR/runs.tsv" ]; then
 		printf '## ringsteer bench %s: %s, %s-byte messages, %s x %ss per configuration\n\n' \
 			"$STAMP" "$(basename "$SERVER")" "$MESSAGE_SIZE" "$REPEAT" "$DURATION"
-		summarize
+		cat "$RUN_DIR/blocking.md"
 	fi
 	if [ -s "$RUN_DIR/events.tsv" ]; then
 		[ -s "$RUN_DIR/runs.tsv" ] && printf '\n'
 		printf '## event-loop servers %s: echo_epoll (%s loop(s), %s-byte messages; native: echo_uring), redis-server, nginx (%s workers, %s-byte file); %s x %ss per configuration\n\n' \
 			"$STAMP" "$EPOLL_THREADS" "$MESSAGE_SIZE" "$NGINX_WORKERS" "$NGINX_FILE_SIZE" "$EVENT_REPEAT" "$DURATION"
-		summarize_events
+		cat "$RUN_DIR/events.md"
 	fi
 	[ "$SHIM_LABEL" = shim-off ] && printf '\n(SHIM_LIB was empty: the "shim-off" rows ran without the shim.)\n'
 } >"$RUN_DIR/summary.md"
-cp "$RUN_DIR/summary.md" "$RESULTS_DIR/latest.md"
+[ -n "${BENCH_OUT:-}" ] || cp "$RUN_DIR/summary.md" "$RESULTS_DIR/latest.md"
 cat "$RUN_DIR/summary.md"
 if [ "$failures" != 0 ]; then
 	say "bench: $failures run(s) failed; see $RUN_DIR"

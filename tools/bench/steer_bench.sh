@@ -39,7 +39,17 @@
 #   SLOTS=N            concurrent client sessions (default 32)
 #   CONFIGS="..."      subset of the configurations above
 #   NGINX=0            skip nginx
-#   RESULTS_DIR=DIR    default bench-results/
+#   NGINX_SECONDS=S    wrk's whole seconds per nginx run (default 8; QUICK: 2)
+#   RESULTS_DIR=DIR    default bench-results/ (each run in steer-<date>/)
+#   BENCH_OUT=DIR      this run's directory itself, instead of one under
+#                      RESULTS_DIR (tools/bench/report.sh uses it)
+#
+# The run directory holds summary.md, the same tables alone in steering.md
+# and nginx.md, runs.tsv (one line per run; its last column the sessions
+# each worker served), commands.tsv (the server and client commands of each
+# configuration and worker count), latencies.tsv (naming each run's
+# light-request latency histogram under latency/, and wrk's output of the
+# nginx runs) and log.txt.
 
 if [ -z "${RINGSTEER_BENCH_NAMESPACE:-}" ]; then
 	[ "$(id -u)" = 0 ] || { echo "steer_bench: needs root (BPF, namespaces)" >&2; exit 1; }
@@ -57,10 +67,11 @@ TOOL=$REPO/tools/ringsteer
 SHIM=$REPO/preload/libringsteer.so
 
 if [ "${QUICK:-0}" = 1 ]; then
-	DURATION=${DURATION:-1}; WARMUP=${WARMUP:-0.2}; REPEAT=${REPEAT:-1}; NGINX_SECONDS=2
+	DURATION=${DURATION:-1}; WARMUP=${WARMUP:-0.2}; REPEAT=${REPEAT:-1}; NGINX_SECONDS=${NGINX_SECONDS:-2}
 else
-	DURATION=${DURATION:-5}; WARMUP=${WARMUP:-1}; REPEAT=${REPEAT:-3}; NGINX_SECONDS=8
+	DURATION=${DURATION:-5}; WARMUP=${WARMUP:-1}; REPEAT=${REPEAT:-3}; NGINX_SECONDS=${NGINX_SECONDS:-8}
 fi
+[[ $NGINX_SECONDS =~ ^[1-9][0-9]*$ ]] || { echo "steer_bench: NGINX_SECONDS='$NGINX_SECONDS' must be whole seconds" >&2; exit 1; }
 WORKER_COUNTS=${WORKER_COUNTS:-"2 4"}
 SLOTS=${SLOTS:-32}
 CONFIGS=${CONFIGS:-"shared hashing shim-hashing least-loaded p2c round-robin hash"}
@@ -68,8 +79,8 @@ NGINX=${NGINX:-1}
 BPF_DIR=/sys/fs/bpf/ringsteer-bench
 NO_PROGRAM_DIR=/sys/fs/bpf/ringsteer-bench-none
 STAMP=$(date -u +%Y%m%d-%H%M%S)
-OUT=${RESULTS_DIR:-$REPO/bench-results}/steer-$STAMP
-mkdir -p "$OUT" || exit 1
+OUT=${BENCH_OUT:-${RESULTS_DIR:-$REPO/bench-results}/steer-$STAMP}
+mkdir -p "$OUT/latency" || exit 1
 LOG=$OUT/log.txt
 
 say() { printf '%s\n' "$*" | tee -a "$LOG" >&2; }
@@ -90,7 +101,16 @@ trap cleanup EXIT
 
 "$TOOL" load --dir "$BPF_DIR" >>"$LOG" 2>&1 || fail "ringsteer load failed (see $LOG)"
 
-# start_server CONFIG WORKERS: sets SERVER_PID and PORT.
+# The words quoted as a shell would need them, with the tree's paths made
+# relative, space-separated: for commands.tsv.
+shell_words() {
+	local words
+	printf -v words '%q ' "$@"
+	words=${words% }
+	printf '%s\n' "${words//$REPO\//}"
+}
+
+# start_server CONFIG WORKERS: sets SERVER_PID, PORT and SERVER_COMMAND.
 start_server() {
 	local config=$1 workers=$2 tries=0 environment=() arguments
 	arguments=(-p 0 -P "$workers")
@@ -106,6 +126,7 @@ start_server() {
 	env "${environment[@]}" RINGSTEER_STATS_DIR="$OUT" "$SERVER" "${arguments[@]}" \
 		>"$OUT/server.out" 2>>"$OUT/server.err" </dev/null &
 	SERVER_PID=$!
+	SERVER_COMMAND=$(shell_words "${environment[@]}" "$SERVER" "${arguments[@]}")
 	PORT=
 	while [ -z "$PORT" ] && [ $tries -lt 100 ]; do
 		sleep 0.1
@@ -124,15 +145,23 @@ stop_server() {
 
 field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
 
-# One run: equal spread, then the load.  Appends a line to runs.tsv.
+# One run: equal spread, then the load.  Appends a line to runs.tsv and
+# latencies.tsv, and the commands to commands.tsv for the first round.
 run_one() {
-	local config=$1 workers=$2 round=$3 equal load
+	local config=$1 workers=$2 round=$3 equal load latency
+	local -a equal_client load_client
+	latency=latency/$workers-$config-r$round.latency
 	start_server "$config" "$workers"
-	equal=$(timeout 120 "$CLIENT" -p "$PORT" -w "$workers" -b 50 hold:1000 report:equal | grep '^equal ') ||
+	equal_client=("$CLIENT" -p "$PORT" -w "$workers" -b 50 hold:1000 report:equal)
+	load_client=("$LOAD" -p "$PORT" -w "$workers" -c "$SLOTS" -d "$DURATION" -W "$WARMUP" --histogram "$OUT/$latency")
+	equal=$(timeout 120 "${equal_client[@]}" | grep '^equal ') ||
 		fail "$config/$workers: steer_client failed"
-	load=$(timeout 120 "$LOAD" -p "$PORT" -w "$workers" -c "$SLOTS" -d "$DURATION" -W "$WARMUP" 2>>"$LOG") ||
+	load=$(timeout 120 "${load_client[@]}" 2>>"$LOG") ||
 		fail "$config/$workers: steer_load failed (see $LOG)"
 	stop_server
+	[ "$round" = 1 ] && printf '%s\t%s\t%s\t%s\t%s\n' steering "$config" "$workers" "$SERVER_COMMAND" \
+		"$(shell_words "${equal_client[@]}"); $(shell_words "${load_client[@]}")" >>"$OUT/commands.tsv"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' steering "$config" "$workers" "$round" histogram "$latency" >>"$OUT/latencies.tsv"
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workers" "$config" "$round" \
 		"$(field "$equal" max_over_mean)" "$(field "$load" spread)" "$(field "$load" light_p50_us)" \
 		"$(field "$load" light_p99_us)" "$(field "$load" light_p999_us)" "$(field "$load" rps)" \
@@ -147,6 +176,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
 
 say "steer_bench: $(uname -r), $(nproc) cores, DURATION=$DURATION WARMUP=$WARMUP REPEAT=$REPEAT SLOTS=$SLOTS, results in $OUT"
 : >"$OUT/runs.tsv"
+: >"$OUT/commands.tsv"
+: >"$OUT/latencies.tsv"
 read -r -a configs <<<"$CONFIGS"
 for round in $(seq 1 "$REPEAT"); do
 	for workers in $WORKER_COUNTS; do
@@ -189,7 +220,7 @@ done
 	echo
 	echo "Medians of $REPEAT run(s) of ${DURATION} s (after ${WARMUP} s warm-up) per configuration, $SLOTS concurrent sessions of 4 requests"
 	echo "(12.5% heavy, 12.5% hot with 10x the requests), reconnecting after each session; equal spread: 1000 held connections, 50 at a time."
-} >"$OUT/summary.md"
+} >"$OUT/steering.md"
 
 # ---- nginx with 4 workers under wrk ------------------------------------------
 nginx_row() {
@@ -226,8 +257,12 @@ nginx_row() {
 		tries=$((tries + 1))
 		[ $tries -lt 100 ] && kill -0 "$NGINX_PID" 2>/dev/null || fail "nginx did not start: $(tail -n 3 "$dir/error.log" "$dir/out" 2>/dev/null)"
 	done
-	output=$(wrk -t 2 -c 64 -d "${NGINX_SECONDS}s" --latency http://127.0.0.1:8080/ 2>&1) || fail "wrk failed: $output"
+	local -a client=(wrk -t 2 -c 64 -d "${NGINX_SECONDS}s" --latency http://127.0.0.1:8080/)
+	output=$("${client[@]}" 2>&1) || fail "wrk failed: $output"
 	echo "$output" >"$dir/wrk.txt"
+	printf '%s\t%s\t%s\t%s\t%s\n' nginx-steering "$3" 4 \
+		"$(shell_words $shift_environment nginx -p "$dir" -c "$dir/nginx.conf")" "$(shell_words "${client[@]}")" >>"$OUT/commands.tsv"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' nginx-steering "$3" 4 1 wrk "nginx-$3/wrk.txt" >>"$OUT/latencies.tsv"
 	kill "$NGINX_PID" 2>/dev/null
 	wait "$NGINX_PID" 2>/dev/null
 	NGINX_PID=
@@ -249,8 +284,9 @@ if [ "$NGINX" = 1 ] && command -v nginx >/dev/null && command -v wrk >/dev/null;
 		echo "|---|---:|---:|---:|"
 		nginx_row "plain kernel (shared listener)" "" plain
 		nginx_row "shim + ringsteer least-loaded" "LD_PRELOAD=$SHIM RINGSTEER_BPF_DIR=$BPF_DIR" steered
-	} >>"$OUT/summary.md"
+	} >"$OUT/nginx.md"
 else
-	echo "(nginx or wrk missing, or NGINX=0: no nginx rows)" >>"$OUT/summary.md"
+	echo "(nginx or wrk missing, or NGINX=0: no nginx rows)" >"$OUT/nginx.md"
 fi
+cat "$OUT/steering.md" "$OUT/nginx.md" >"$OUT/summary.md"
 cat "$OUT/summary.md"
