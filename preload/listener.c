@@ -160,6 +160,7 @@ void rs_listener_after_listen(struct rs_socket *listener)
 {
 	bool steerable = rs_steer_wanted() && has_reuseport(listener->fd);
 
+	rs_steer_listening();
 	pthread_mutex_lock(&listener->lock);
 	listener->steerable = steerable;
 	pthread_mutex_unlock(&listener->lock);
@@ -221,8 +222,9 @@ int rs_listener_lane_fd(struct rs_socket *listener, struct rs_lane *lane)
 	if (lane->steer_slot == -1) {
 		ret = rs_steer_slot_claim(lane->index, lane->cpu);
 		if (ret < 0)
-			rs_warn("lane %u: no steering slot is free (%s): it accepts on the application's listener",
-				lane->index, strerror(-ret));
+			rs_steer_warn_once(RS_STEER_WARNED_NO_SLOT,
+					   "lane %u: no steering slot is free (%s): it accepts on the application's listener",
+					   lane->index, strerror(-ret));
 		lane->steer_slot = ret < 0 ? -2 : ret;
 	}
 	grown = realloc(lane->steered, (lane->steered_count + 1) * sizeof(*lane->steered));
@@ -259,9 +261,19 @@ int rs_listener_lane_fd(struct rs_socket *listener, struct rs_lane *lane)
 	}
 	if (ret < 0 && lane->steer_slot >= 0) {
 		/* Remembered as failed (fd -1), so it is not retried on every
-		 * call. */
-		rs_warn("fd %d: cannot open lane %u's own listener (%s): it accepts on the application's",
-			listener->fd, lane->index, strerror(-ret));
+		 * call.  Every worker of a server that drops root meets the
+		 * same refusal: one line for all of them. */
+		if (ret == -EADDRINUSE)
+			rs_steer_warn_once(RS_STEER_WARNED_LANE_LISTENER,
+					   "fd %d: lane %u cannot open a listener of its own (%s: the process is no longer "
+					   "the user that listened%s): it accepts on the application's",
+					   listener->fd, lane->index, strerror(-ret),
+					   rs_steer_loaded() ? ", and none opened ahead is left" :
+					   "; without the program none is opened ahead");
+		else
+			rs_steer_warn_once(RS_STEER_WARNED_LANE_LISTENER,
+					   "fd %d: cannot open lane %u's own listener (%s): it accepts on the application's",
+					   listener->fd, lane->index, strerror(-ret));
 		entry->steer.fd = -1;
 	} else if (ret >= 0 && entry->preopened_index < 0) {
 		int flags = REAL(fcntl)(entry->steer.fd, F_GETFL, 0);

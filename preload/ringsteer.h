@@ -532,6 +532,19 @@ void rs_steer_shutdown(void);
  * RINGSTEER_STEER=1), and whether the program steers them. */
 bool rs_steer_wanted(void);
 bool rs_steer_loaded(void);
+/* An application listener of TCP: the first one of the process tree says,
+ * in one warning line, how steering runs when the program is not usable. */
+void rs_steer_listening(void);
+/* A steering warning that a process tree gives once (the bit is shared
+ * across fork); repeats are debug lines. */
+enum rs_steer_warning {
+	RS_STEER_WARNED_MODE,
+	RS_STEER_WARNED_NO_SLOT,
+	RS_STEER_WARNED_LANE_LISTENER,
+	RS_STEER_WARNED_REGISTER,
+};
+void rs_steer_warn_once(enum rs_steer_warning which, const char *format, ...)
+	__attribute__((format(printf, 2, 3)));
 /* Claims a free slot (or one whose owner process died) for a lane: its
  * index in the process and its core (-1 unknown).  Returns the slot or
  * -ENOSPC.  Release when the lane ends (after closing its listeners). */

@@ -10,11 +10,16 @@
  * bpf(2) calls, no libbpf: the library stays small.  When the application
  * listens, each lane that accepts on that listener gets its own listener
  * on the same address (SO_REUSEPORT), registered in the group's slot for
- * that lane.  Without the program (nothing pinned, no privilege), the same
- * listeners work with the kernel's hashing.
+ * that lane.  Without the program (nothing pinned, or pins this user may
+ * not open), the same listeners work with the kernel's hashing, provided
+ * net.ipv4.tcp_migrate_req is on: nothing else moves the connections queued
+ * on a lane's listener when its worker exits, so with the sysctl off the
+ * application's listeners stay shared, as without the shim.  Either way one
+ * warning line says which, at the first listen of the process tree.
  *
  * RINGSTEER_STEER: auto (default: per-lane listeners when the program is
- * loaded), 1 (always, kernel hashing when it is not), 0 (never).
+ * loaded, or pinned where this user cannot open it), 1 (always, kernel
+ * hashing when it is not loaded), 0 (never).
  */
 #include <fcntl.h>
 #include <linux/bpf.h>
@@ -24,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -44,7 +50,16 @@ static struct {
 	struct rs_steer_member *members; /* mmapped rs_members */
 	size_t slots_size;
 	size_t members_size;
+	/* Why steering runs without the program, said at the first listen:
+	 * a process that never listens (a shell, a client) says nothing. */
+	char without_program[448];
+	/* One bit per kind of warning already given, in memory shared across
+	 * fork, so that pre-forked workers do not each repeat their parent's
+	 * (or each other's) line. */
+	_Atomic uint32_t *warned;
 } steer = { .listeners = -1, .groups = -1, .group_ids = -1, .program = -1 };
+
+#define MIGRATE_REQUESTS_SYSCTL "/proc/sys/net/ipv4/tcp_migrate_req"
 
 /* ---- bpf(2) ------------------------------------------------------------------ */
 
@@ -181,6 +196,46 @@ static int open_maps(const char *dir)
 	return result;
 }
 
+/* Whether the kernel moves the connections queued on a reuseport listener
+ * that closes to the group's other listeners when no program picks: the
+ * sysctl of this network namespace (5.14 on; unreadable means no). */
+static bool kernel_migrates_requests(void)
+{
+	char value[8] = { 0 };
+	int fd = open(MIGRATE_REQUESTS_SYSCTL, O_RDONLY | O_CLOEXEC);
+	ssize_t length;
+
+	if (fd < 0)
+		return false;
+	length = REAL(read)(fd, value, sizeof(value) - 1);
+	REAL(close)(fd);
+	return length > 0 && value[0] >= '1' && value[0] <= '9';
+}
+
+static void describe_without_program(const char *dir, int result, bool listener_per_lane)
+{
+	char reason[256];
+
+	if (result == -ENOENT)
+		snprintf(reason, sizeof(reason),
+			 "nothing is loaded under %s (`ringsteer load`, as root, loads it)", dir);
+	else if (result == -EACCES || result == -EPERM)
+		snprintf(reason, sizeof(reason), "this user may not open %s (%s; the steering pins are root-only)",
+			 dir, strerror(-result));
+	else
+		snprintf(reason, sizeof(reason), "the program under %s is not usable (%s)", dir,
+			 strerror(-result));
+	snprintf(steer.without_program, sizeof(steer.without_program),
+		 listener_per_lane ?
+		 "connection steering without the program: %s: each lane gets its own listener "
+		 "and the kernel hashes new connections over them, ignoring load" :
+		 "connection steering without the program: %s: listeners stay shared, because "
+		 "net.ipv4.tcp_migrate_req is 0 and a worker's own listener would reset its "
+		 "queued connections when it exits (set it to 1 for a listener per lane with "
+		 "the kernel's hashing)",
+		 reason);
+}
+
 int rs_steer_init(void)
 {
 	int saved_errno = errno;
@@ -190,6 +245,16 @@ int rs_steer_init(void)
 
 	close_maps();
 	steer.wanted = false;
+	steer.without_program[0] = 0;
+	if (!steer.warned) {
+		void *page = mmap(NULL, sizeof(*steer.warned), PROT_READ | PROT_WRITE,
+				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+		if (page != MAP_FAILED)
+			steer.warned = page;
+	}
+	if (steer.warned)
+		atomic_store(steer.warned, 0);
 	if (!dir || !*dir)
 		dir = RS_STEER_DEFAULT_DIR;
 	if (mode == STEER_NEVER) {
@@ -200,14 +265,44 @@ int rs_steer_init(void)
 	if (result == -ENOENT && mode == STEER_AUTO) {
 		/* Nothing loaded: the application's listeners stay as they are. */
 	} else if (result) {
-		rs_warn("steering program not usable under %s (%s): each lane's listener gets the kernel's hashing",
-			dir, strerror(-result));
-		steer.wanted = true;
+		/* Without the program nothing but the kernel's migration keeps
+		 * a worker that exits from resetting what its listener holds. */
+		steer.wanted = kernel_migrates_requests();
+		describe_without_program(dir, result, steer.wanted);
 	} else {
 		steer.wanted = true;
 	}
 	errno = saved_errno;
 	return result;
+}
+
+void rs_steer_warn_once(enum rs_steer_warning which, const char *format, ...)
+{
+	uint32_t bit = 1u << which;
+	char line[768];
+	va_list arguments;
+	bool first;
+
+	va_start(arguments, format);
+	vsnprintf(line, sizeof(line), format, arguments);
+	va_end(arguments);
+	if (steer.warned) {
+		first = !(atomic_fetch_or(steer.warned, bit) & bit);
+	} else {
+		static _Atomic uint32_t warned_here;
+
+		first = !(atomic_fetch_or(&warned_here, bit) & bit);
+	}
+	if (first)
+		rs_warn("%s", line);
+	else
+		rs_debug("%s", line);
+}
+
+void rs_steer_listening(void)
+{
+	if (steer.without_program[0])
+		rs_steer_warn_once(RS_STEER_WARNED_MODE, "%s", steer.without_program);
 }
 
 void rs_steer_shutdown(void)
@@ -655,8 +750,9 @@ int rs_steer_listener_open(int application_listener, unsigned slot, struct rs_st
 	if (steer.loaded && slot != RS_STEER_UNREGISTERED) {
 		result = rs_steer_listener_register(listener, slot);
 		if (result < 0)
-			rs_warn("cannot register a lane's listener with the steering program (%s): kernel hashing",
-				strerror(-result));
+			rs_steer_warn_once(RS_STEER_WARNED_REGISTER,
+					   "cannot register a lane's listener with the steering program (%s): it accepts on the application's",
+					   strerror(-result));
 	}
 	errno = saved_errno;
 	return fd;
