@@ -259,21 +259,24 @@ int rs_listener_lane_fd(struct rs_socket *listener, struct rs_lane *lane)
 			ret = entry->steer.fd;
 		}
 	}
+	/* Without the program the first outcome is the process tree's one
+	 * line on how steering runs; with it, a failure is worth a line of
+	 * its own.  Every worker of a server that drops root meets the same
+	 * refusal: one line for all of them. */
+	if (!rs_steer_loaded() && lane->steer_slot >= 0)
+		rs_steer_without_program(ret);
+	else if (ret == -EADDRINUSE && lane->steer_slot >= 0)
+		rs_steer_warn_once(RS_STEER_WARNED_LANE_LISTENER,
+				   "fd %d: lane %u cannot open a listener of its own (%s: the process is no longer "
+				   "the user that listened, and none opened ahead is left): it accepts on the application's",
+				   listener->fd, lane->index, strerror(-ret));
+	else if (ret < 0 && lane->steer_slot >= 0)
+		rs_steer_warn_once(RS_STEER_WARNED_LANE_LISTENER,
+				   "fd %d: cannot open lane %u's own listener (%s): it accepts on the application's",
+				   listener->fd, lane->index, strerror(-ret));
 	if (ret < 0 && lane->steer_slot >= 0) {
 		/* Remembered as failed (fd -1), so it is not retried on every
-		 * call.  Every worker of a server that drops root meets the
-		 * same refusal: one line for all of them. */
-		if (ret == -EADDRINUSE)
-			rs_steer_warn_once(RS_STEER_WARNED_LANE_LISTENER,
-					   "fd %d: lane %u cannot open a listener of its own (%s: the process is no longer "
-					   "the user that listened%s): it accepts on the application's",
-					   listener->fd, lane->index, strerror(-ret),
-					   rs_steer_loaded() ? ", and none opened ahead is left" :
-					   "; without the program none is opened ahead");
-		else
-			rs_steer_warn_once(RS_STEER_WARNED_LANE_LISTENER,
-					   "fd %d: cannot open lane %u's own listener (%s): it accepts on the application's",
-					   listener->fd, lane->index, strerror(-ret));
+		 * call. */
 		entry->steer.fd = -1;
 	} else if (ret >= 0 && entry->preopened_index < 0) {
 		int flags = REAL(fcntl)(entry->steer.fd, F_GETFL, 0);

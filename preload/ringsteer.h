@@ -532,9 +532,12 @@ void rs_steer_shutdown(void);
  * RINGSTEER_STEER=1), and whether the program steers them. */
 bool rs_steer_wanted(void);
 bool rs_steer_loaded(void);
-/* An application listener of TCP: the first one of the process tree says,
- * in one warning line, how steering runs when the program is not usable. */
+/* Where steering was asked for and the program cannot be used, one warning
+ * line per process tree says how it runs: at the first listen if the
+ * listeners stay shared, else at the first lane listener a lane tries to
+ * open (opened: its fd or -errno), whose outcome it tells. */
 void rs_steer_listening(void);
+void rs_steer_without_program(int opened);
 /* A steering warning that a process tree gives once (the bit is shared
  * across fork); repeats are debug lines. */
 enum rs_steer_warning {

@@ -212,28 +212,19 @@ static bool kernel_migrates_requests(void)
 	return length > 0 && value[0] >= '1' && value[0] <= '9';
 }
 
-static void describe_without_program(const char *dir, int result, bool listener_per_lane)
+/* Why the program is not used, for the warning line. */
+static void describe_without_program(const char *dir, int result)
 {
-	char reason[256];
-
 	if (result == -ENOENT)
-		snprintf(reason, sizeof(reason),
+		snprintf(steer.without_program, sizeof(steer.without_program),
 			 "nothing is loaded under %s (`ringsteer load`, as root, loads it)", dir);
 	else if (result == -EACCES || result == -EPERM)
-		snprintf(reason, sizeof(reason), "this user may not open %s (%s; the steering pins are root-only)",
-			 dir, strerror(-result));
-	else
-		snprintf(reason, sizeof(reason), "the program under %s is not usable (%s)", dir,
+		snprintf(steer.without_program, sizeof(steer.without_program),
+			 "this user may not open %s (%s; the steering pins are root-only)", dir,
 			 strerror(-result));
-	snprintf(steer.without_program, sizeof(steer.without_program),
-		 listener_per_lane ?
-		 "connection steering without the program: %s: each lane gets its own listener "
-		 "and the kernel hashes new connections over them, ignoring load" :
-		 "connection steering without the program: %s: listeners stay shared, because "
-		 "net.ipv4.tcp_migrate_req is 0 and a worker's own listener would reset its "
-		 "queued connections when it exits (set it to 1 for a listener per lane with "
-		 "the kernel's hashing)",
-		 reason);
+	else
+		snprintf(steer.without_program, sizeof(steer.without_program),
+			 "the program under %s is not usable (%s)", dir, strerror(-result));
 }
 
 int rs_steer_init(void)
@@ -268,7 +259,7 @@ int rs_steer_init(void)
 		/* Without the program nothing but the kernel's migration keeps
 		 * a worker that exits from resetting what its listener holds. */
 		steer.wanted = kernel_migrates_requests();
-		describe_without_program(dir, result, steer.wanted);
+		describe_without_program(dir, result);
 	} else {
 		steer.wanted = true;
 	}
@@ -301,8 +292,36 @@ void rs_steer_warn_once(enum rs_steer_warning which, const char *format, ...)
 
 void rs_steer_listening(void)
 {
-	if (steer.without_program[0])
-		rs_steer_warn_once(RS_STEER_WARNED_MODE, "%s", steer.without_program);
+	if (steer.without_program[0] && !steer.wanted)
+		rs_steer_warn_once(RS_STEER_WARNED_MODE,
+				   "connection steering without the program: %s: listeners stay shared, "
+				   "because net.ipv4.tcp_migrate_req is 0 and a worker's own listener would "
+				   "reset its queued connections when it exits (set it to 1 for a listener "
+				   "per lane with the kernel's hashing)",
+				   steer.without_program);
+}
+
+void rs_steer_without_program(int opened)
+{
+	if (!steer.without_program[0])
+		return;
+	if (opened >= 0)
+		rs_steer_warn_once(RS_STEER_WARNED_MODE,
+				   "connection steering without the program: %s: each lane gets its own "
+				   "listener and the kernel hashes new connections over them, ignoring load",
+				   steer.without_program);
+	else if (opened == -EADDRINUSE)
+		rs_steer_warn_once(RS_STEER_WARNED_MODE,
+				   "connection steering without the program: %s: a process that is no "
+				   "longer the user that listened (a worker that dropped root) cannot open "
+				   "listeners of its own, and none is opened ahead without the program: its "
+				   "lanes accept on the application's listener",
+				   steer.without_program);
+	else
+		rs_steer_warn_once(RS_STEER_WARNED_MODE,
+				   "connection steering without the program: %s: a lane's listener "
+				   "cannot be opened (%s): it accepts on the application's",
+				   steer.without_program, strerror(-opened));
 }
 
 void rs_steer_shutdown(void)
