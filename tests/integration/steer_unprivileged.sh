@@ -18,6 +18,11 @@
 #   (e) as (a) with net.ipv4.tcp_migrate_req=0: a worker's own listener
 #       would reset its queue when the worker exits, so the listener stays
 #       shared, the warning says why, and a killed worker loses nothing.
+#   (f) nginx started by root with RINGSTEER_STEER=1, nothing pinned, its
+#       4 workers dropping root to www-data: they cannot join root's group
+#       and nothing may be opened ahead without the program (a listener no
+#       worker has claimed would get its share of the hashing), so they
+#       accept on the shared listener; one line says so for all of them.
 #
 # Each run holds 1,000 connections (50 at a time) and checks: every one
 # answered (none reset, refused or unanswered), every worker got some
@@ -238,3 +243,61 @@ assert_no_failures ekill after
 	fail "e: of 200 connections, $(report_field ekill before connections) were answered before the kill and $(report_field ekill after connections) after"
 stop_server
 assert_one_warning e "listeners stay shared, because net.ipv4.tcp_migrate_req is 0"
+
+# ---- (f) nginx: workers that drop root ----------------------------------------
+command -v nginx >/dev/null || fail "nginx is not installed: run make deps"
+command -v curl >/dev/null || fail "curl is not installed: run make deps"
+sysctl -q -w net.ipv4.tcp_migrate_req=1 || fail "cannot set net.ipv4.tcp_migrate_req in the test's namespace"
+chmod 755 "$TEST_TMP"
+mkdir -p "$TEST_TMP/nginx-temp"
+port=18080
+cat >"$TEST_TMP/nginx.conf" <<CONF
+daemon off;
+master_process on;
+worker_processes 4;
+user www-data;
+pid $TEST_TMP/nginx.pid;
+error_log stderr warn;
+events {
+	worker_connections 1024;
+}
+http {
+	access_log off;
+	client_body_temp_path $TEST_TMP/nginx-temp/body;
+	proxy_temp_path $TEST_TMP/nginx-temp/proxy;
+	fastcgi_temp_path $TEST_TMP/nginx-temp/fastcgi;
+	uwsgi_temp_path $TEST_TMP/nginx-temp/uwsgi;
+	scgi_temp_path $TEST_TMP/nginx-temp/scgi;
+	server {
+		listen 127.0.0.1:$port;
+		location / { return 200 "answered\n"; }
+	}
+}
+CONF
+start_real_server --env RINGSTEER_STEER=1 --env RINGSTEER_BPF_DIR="$NONE" --env RINGSTEER_STATS_KEEP=1 \
+	nginx "$port" nginx -c "$TEST_TMP/nginx.conf" -e stderr
+RUN_ERR[f]=$SERVER_ERR
+tries=0
+while [ "$(ps -o pid= --ppid "$SERVER_PID" | wc -l)" -lt 4 ]; do
+	[ $tries -ge 100 ] && fail "f: nginx did not start 4 workers within 10 s"
+	sleep 0.1
+	tries=$((tries + 1))
+done
+workers=$(ps -o pid= --ppid "$SERVER_PID" | tr -d ' ' | sort -n)
+for ((i = 0; i < 200; i++)); do
+	curl --silent --max-time 10 "http://127.0.0.1:$port/" || echo "curl failed"
+done >"$TEST_TMP/curl.out" 2>&1
+[ "$(grep -c '^answered$' "$TEST_TMP/curl.out")" = 200 ] ||
+	fail "f: $(grep -c '^answered$' "$TEST_TMP/curl.out") of 200 requests answered: $(grep -v '^answered$' "$TEST_TMP/curl.out" | sort | uniq -c | head -n 3 | tr '\n' ' ')"
+lines=$(listeners_of "$port")
+[ "$(wc -l <<<"$lines")" = 1 ] || fail "f: nginx's workers should share its listener, found: $(tr '\n' ' ' <<<"$lines")"
+if shim_enabled; then
+	sockets=0
+	for pid in $workers; do
+		sockets=$((sockets + $(wait_for_counter 1 stats_total sockets_total "$pid")))
+	done
+	[ "$sockets" -ge 200 ] || fail "f: nginx's workers' counters show $sockets accelerated sockets for 200 connections"
+	note "f: 200 requests answered, the workers' counters show $sockets sockets carried"
+fi
+stop_server
+assert_one_warning f "a worker that dropped root.*accept on the application's listener"
