@@ -2,7 +2,8 @@
 /*
  * Per-lane listeners: how an application's listening socket is steered.
  *
- * With steering on (the program is loaded, or RINGSTEER_STEER=1), bind puts
+ * With steering on (the program is loaded; without it, with steering asked
+ * for and net.ipv4.tcp_migrate_req on: see steer.c), bind puts
  * the application's TCP sockets in a reuseport group (unless the address is
  * taken by a socket outside one, so that a second instance of a server still
  * gets EADDRINUSE), and each lane that waits for connections on an
@@ -20,7 +21,9 @@
  * inherit and claim (one each, through a word per listener in memory shared
  * across the fork).  Unregistered, they never receive a connection: the
  * program picks a live lane listener, else the application's own, which
- * the listening process registers as the group's fallback.
+ * the listening process registers as the group's fallback.  Without the
+ * program nothing is opened ahead: the kernel would hash connections to
+ * those nobody has claimed.
  *
  * A lane's listener is a kernel fd throughout (non-blocking, close-on-exec):
  * readiness is the kernel's, and accept is the kernel's accept4, so no

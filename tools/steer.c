@@ -5,7 +5,8 @@
  * load opens the program (a skeleton generated from bpf/steer.bpf.c),
  * pins its maps and both programs under one bpffs directory (default
  * /sys/fs/bpf/ringsteer, mode 0700: only root reaches the objects), and
- * writes the configuration.  Done again, it only rewrites the
+ * writes the configuration; it takes root, and refuses before creating
+ * anything otherwise.  Done again, it only rewrites the
  * configuration: the maps keep their state and the listeners already
  * steered keep their program.  The shim finds everything by those pinned
  * names (bpf/steer.h).  unload removes the pins; groups that still have
