@@ -237,15 +237,6 @@ int rs_steer_init(void)
 	close_maps();
 	steer.wanted = false;
 	steer.without_program[0] = 0;
-	if (!steer.warned) {
-		void *page = mmap(NULL, sizeof(*steer.warned), PROT_READ | PROT_WRITE,
-				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-		if (page != MAP_FAILED)
-			steer.warned = page;
-	}
-	if (steer.warned)
-		atomic_store(steer.warned, 0);
 	if (!dir || !*dir)
 		dir = RS_STEER_DEFAULT_DIR;
 	if (mode == STEER_NEVER) {
@@ -263,6 +254,17 @@ int rs_steer_init(void)
 	} else {
 		steer.wanted = true;
 	}
+	/* Mapped now, before the application forks, where steering may
+	 * have something to say. */
+	if (!steer.warned && (steer.wanted || steer.without_program[0])) {
+		void *page = mmap(NULL, sizeof(*steer.warned), PROT_READ | PROT_WRITE,
+				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+		if (page != MAP_FAILED)
+			steer.warned = page;
+	}
+	if (steer.warned)
+		atomic_store(steer.warned, 0);
 	errno = saved_errno;
 	return result;
 }
