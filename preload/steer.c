@@ -15,7 +15,9 @@
  * net.ipv4.tcp_migrate_req is on: nothing else moves the connections queued
  * on a lane's listener when its worker exits, so with the sysctl off the
  * application's listeners stay shared, as without the shim.  Either way one
- * warning line says which, at the first listen of the process tree.
+ * warning line for the whole process tree says which: at its first listen
+ * when they stay shared, else at the first lane listener it opens (or
+ * fails to: a worker that dropped root cannot join root's group).
  *
  * RINGSTEER_STEER: auto (default: per-lane listeners when the program is
  * loaded, or pinned where this user cannot open it), 1 (always, kernel
@@ -26,10 +28,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -50,8 +52,8 @@ static struct {
 	struct rs_steer_member *members; /* mmapped rs_members */
 	size_t slots_size;
 	size_t members_size;
-	/* Why steering runs without the program, said at the first listen:
-	 * a process that never listens (a shell, a client) says nothing. */
+	/* Why the program is not used, for that line: a process that never
+	 * listens (a shell, env, a client) says nothing. */
 	char without_program[448];
 	/* One bit per kind of warning already given, in memory shared across
 	 * fork, so that pre-forked workers do not each repeat their parent's
