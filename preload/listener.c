@@ -2,7 +2,8 @@
 /*
  * Per-lane listeners: how an application's listening socket is steered.
  *
- * With steering on (the program is loaded, or RINGSTEER_STEER=1), bind puts
+ * With steering on (the program is loaded; without it, with steering asked
+ * for and net.ipv4.tcp_migrate_req on: see steer.c), bind puts
  * the application's TCP sockets in a reuseport group (unless the address is
  * taken by a socket outside one, so that a second instance of a server still
  * gets EADDRINUSE), and each lane that waits for connections on an
@@ -20,7 +21,9 @@
  * inherit and claim (one each, through a word per listener in memory shared
  * across the fork).  Unregistered, they never receive a connection: the
  * program picks a live lane listener, else the application's own, which
- * the listening process registers as the group's fallback.
+ * the listening process registers as the group's fallback.  Without the
+ * program nothing is opened ahead: the kernel would hash connections to
+ * those nobody has claimed.
  *
  * A lane's listener is a kernel fd throughout (non-blocking, close-on-exec):
  * readiness is the kernel's, and accept is the kernel's accept4, so no
@@ -160,6 +163,7 @@ void rs_listener_after_listen(struct rs_socket *listener)
 {
 	bool steerable = rs_steer_wanted() && has_reuseport(listener->fd);
 
+	rs_steer_listening();
 	pthread_mutex_lock(&listener->lock);
 	listener->steerable = steerable;
 	pthread_mutex_unlock(&listener->lock);
@@ -221,8 +225,9 @@ int rs_listener_lane_fd(struct rs_socket *listener, struct rs_lane *lane)
 	if (lane->steer_slot == -1) {
 		ret = rs_steer_slot_claim(lane->index, lane->cpu);
 		if (ret < 0)
-			rs_warn("lane %u: no steering slot is free (%s): it accepts on the application's listener",
-				lane->index, strerror(-ret));
+			rs_steer_warn_once(RS_STEER_WARNED_NO_SLOT,
+					   "lane %u: no steering slot is free (%s): it accepts on the application's listener",
+					   lane->index, strerror(-ret));
 		lane->steer_slot = ret < 0 ? -2 : ret;
 	}
 	grown = realloc(lane->steered, (lane->steered_count + 1) * sizeof(*lane->steered));
@@ -257,11 +262,24 @@ int rs_listener_lane_fd(struct rs_socket *listener, struct rs_lane *lane)
 			ret = entry->steer.fd;
 		}
 	}
+	/* Without the program the first outcome is the process tree's one
+	 * line on how steering runs; with it, a failure is worth a line of
+	 * its own.  Every worker of a server that drops root meets the same
+	 * refusal: one line for all of them. */
+	if (!rs_steer_loaded() && lane->steer_slot >= 0)
+		rs_steer_without_program(ret);
+	else if (ret == -EADDRINUSE && lane->steer_slot >= 0)
+		rs_steer_warn_once(RS_STEER_WARNED_LANE_LISTENER,
+				   "fd %d: lane %u cannot open a listener of its own (%s: the process is no longer "
+				   "the user that listened, and none opened ahead is left): it accepts on the application's",
+				   listener->fd, lane->index, strerror(-ret));
+	else if (ret < 0 && lane->steer_slot >= 0)
+		rs_steer_warn_once(RS_STEER_WARNED_LANE_LISTENER,
+				   "fd %d: cannot open lane %u's own listener (%s): it accepts on the application's",
+				   listener->fd, lane->index, strerror(-ret));
 	if (ret < 0 && lane->steer_slot >= 0) {
 		/* Remembered as failed (fd -1), so it is not retried on every
 		 * call. */
-		rs_warn("fd %d: cannot open lane %u's own listener (%s): it accepts on the application's",
-			listener->fd, lane->index, strerror(-ret));
 		entry->steer.fd = -1;
 	} else if (ret >= 0 && entry->preopened_index < 0) {
 		int flags = REAL(fcntl)(entry->steer.fd, F_GETFL, 0);

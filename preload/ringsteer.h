@@ -540,6 +540,22 @@ void rs_steer_shutdown(void);
  * RINGSTEER_STEER=1), and whether the program steers them. */
 bool rs_steer_wanted(void);
 bool rs_steer_loaded(void);
+/* Where steering was asked for and the program cannot be used, one warning
+ * line per process tree says how it runs: at the first listen if the
+ * listeners stay shared, else at the first lane listener a lane tries to
+ * open (opened: its fd or -errno), whose outcome it tells. */
+void rs_steer_listening(void);
+void rs_steer_without_program(int opened);
+/* A steering warning that a process tree gives once (the bit is shared
+ * across fork); repeats are debug lines. */
+enum rs_steer_warning {
+	RS_STEER_WARNED_MODE,
+	RS_STEER_WARNED_NO_SLOT,
+	RS_STEER_WARNED_LANE_LISTENER,
+	RS_STEER_WARNED_REGISTER,
+};
+void rs_steer_warn_once(enum rs_steer_warning which, const char *format, ...)
+	__attribute__((format(printf, 2, 3)));
 /* Claims a free slot (or one whose owner process died) for a lane: its
  * index in the process and its core (-1 unknown).  Returns the slot or
  * -ENOSPC.  Release when the lane ends (after closing its listeners). */

@@ -10,17 +10,25 @@
  * bpf(2) calls, no libbpf: the library stays small.  When the application
  * listens, each lane that accepts on that listener gets its own listener
  * on the same address (SO_REUSEPORT), registered in the group's slot for
- * that lane.  Without the program (nothing pinned, no privilege), the same
- * listeners work with the kernel's hashing.
+ * that lane.  Without the program (nothing pinned, or pins this user may
+ * not open), the same listeners work with the kernel's hashing, provided
+ * net.ipv4.tcp_migrate_req is on: nothing else moves the connections queued
+ * on a lane's listener when its worker exits, so with the sysctl off the
+ * application's listeners stay shared, as without the shim.  Either way one
+ * warning line for the whole process tree says which: at its first listen
+ * when they stay shared, else at the first lane listener it opens (or
+ * fails to: a worker that dropped root cannot join root's group).
  *
  * RINGSTEER_STEER: auto (default: per-lane listeners when the program is
- * loaded), 1 (always, kernel hashing when it is not), 0 (never).
+ * loaded, or pinned where this user cannot open it), 1 (always, kernel
+ * hashing when it is not loaded), 0 (never).
  */
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +52,16 @@ static struct {
 	struct rs_steer_member *members; /* mmapped rs_members */
 	size_t slots_size;
 	size_t members_size;
+	/* Why the program is not used, for that line: a process that never
+	 * listens (a shell, env, a client) says nothing. */
+	char without_program[448];
+	/* One bit per kind of warning already given, in memory shared across
+	 * fork, so that pre-forked workers do not each repeat their parent's
+	 * (or each other's) line. */
+	_Atomic uint32_t *warned;
 } steer = { .listeners = -1, .groups = -1, .group_ids = -1, .program = -1 };
+
+#define MIGRATE_REQUESTS_SYSCTL "/proc/sys/net/ipv4/tcp_migrate_req"
 
 /* ---- bpf(2) ------------------------------------------------------------------ */
 
@@ -181,6 +198,37 @@ static int open_maps(const char *dir)
 	return result;
 }
 
+/* Whether the kernel moves the connections queued on a reuseport listener
+ * that closes to the group's other listeners when no program picks: the
+ * sysctl of this network namespace (5.14 on; unreadable means no). */
+static bool kernel_migrates_requests(void)
+{
+	char value[8] = { 0 };
+	int fd = open(MIGRATE_REQUESTS_SYSCTL, O_RDONLY | O_CLOEXEC);
+	ssize_t length;
+
+	if (fd < 0)
+		return false;
+	length = REAL(read)(fd, value, sizeof(value) - 1);
+	REAL(close)(fd);
+	return length > 0 && value[0] >= '1' && value[0] <= '9';
+}
+
+/* Why the program is not used, for the warning line. */
+static void describe_without_program(const char *dir, int result)
+{
+	if (result == -ENOENT)
+		snprintf(steer.without_program, sizeof(steer.without_program),
+			 "nothing is loaded under %s (`ringsteer load`, as root, loads it)", dir);
+	else if (result == -EACCES || result == -EPERM)
+		snprintf(steer.without_program, sizeof(steer.without_program),
+			 "this user may not open %s (%s; the steering pins are root-only)", dir,
+			 strerror(-result));
+	else
+		snprintf(steer.without_program, sizeof(steer.without_program),
+			 "the program under %s is not usable (%s)", dir, strerror(-result));
+}
+
 int rs_steer_init(void)
 {
 	int saved_errno = errno;
@@ -190,6 +238,7 @@ int rs_steer_init(void)
 
 	close_maps();
 	steer.wanted = false;
+	steer.without_program[0] = 0;
 	if (!dir || !*dir)
 		dir = RS_STEER_DEFAULT_DIR;
 	if (mode == STEER_NEVER) {
@@ -200,14 +249,83 @@ int rs_steer_init(void)
 	if (result == -ENOENT && mode == STEER_AUTO) {
 		/* Nothing loaded: the application's listeners stay as they are. */
 	} else if (result) {
-		rs_warn("steering program not usable under %s (%s): each lane's listener gets the kernel's hashing",
-			dir, strerror(-result));
-		steer.wanted = true;
+		/* Without the program nothing but the kernel's migration keeps
+		 * a worker that exits from resetting what its listener holds. */
+		steer.wanted = kernel_migrates_requests();
+		describe_without_program(dir, result);
 	} else {
 		steer.wanted = true;
 	}
+	/* Mapped now, before the application forks, where steering may
+	 * have something to say. */
+	if (!steer.warned && (steer.wanted || steer.without_program[0])) {
+		void *page = mmap(NULL, sizeof(*steer.warned), PROT_READ | PROT_WRITE,
+				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+		if (page != MAP_FAILED)
+			steer.warned = page;
+	}
+	if (steer.warned)
+		atomic_store(steer.warned, 0);
 	errno = saved_errno;
 	return result;
+}
+
+void rs_steer_warn_once(enum rs_steer_warning which, const char *format, ...)
+{
+	uint32_t bit = 1u << which;
+	char line[768];
+	va_list arguments;
+	bool first;
+
+	va_start(arguments, format);
+	vsnprintf(line, sizeof(line), format, arguments);
+	va_end(arguments);
+	if (steer.warned) {
+		first = !(atomic_fetch_or(steer.warned, bit) & bit);
+	} else {
+		static _Atomic uint32_t warned_here;
+
+		first = !(atomic_fetch_or(&warned_here, bit) & bit);
+	}
+	if (first)
+		rs_warn("%s", line);
+	else
+		rs_debug("%s", line);
+}
+
+void rs_steer_listening(void)
+{
+	if (steer.without_program[0] && !steer.wanted)
+		rs_steer_warn_once(RS_STEER_WARNED_MODE,
+				   "connection steering without the program: %s: listeners stay shared, "
+				   "because net.ipv4.tcp_migrate_req is 0 and a worker's own listener would "
+				   "reset its queued connections when it exits (set it to 1 for a listener "
+				   "per lane with the kernel's hashing)",
+				   steer.without_program);
+}
+
+void rs_steer_without_program(int opened)
+{
+	if (!steer.without_program[0])
+		return;
+	if (opened >= 0)
+		rs_steer_warn_once(RS_STEER_WARNED_MODE,
+				   "connection steering without the program: %s: each lane gets its own "
+				   "listener and the kernel hashes new connections over them, ignoring load",
+				   steer.without_program);
+	else if (opened == -EADDRINUSE)
+		rs_steer_warn_once(RS_STEER_WARNED_MODE,
+				   "connection steering without the program: %s: a process that is no "
+				   "longer the user that listened (a worker that dropped root) cannot open "
+				   "listeners of its own, and none is opened ahead without the program: its "
+				   "lanes accept on the application's listener",
+				   steer.without_program);
+	else
+		rs_steer_warn_once(RS_STEER_WARNED_MODE,
+				   "connection steering without the program: %s: a lane's listener "
+				   "cannot be opened (%s): it accepts on the application's",
+				   steer.without_program, strerror(-opened));
 }
 
 void rs_steer_shutdown(void)
@@ -655,8 +773,9 @@ int rs_steer_listener_open(int application_listener, unsigned slot, struct rs_st
 	if (steer.loaded && slot != RS_STEER_UNREGISTERED) {
 		result = rs_steer_listener_register(listener, slot);
 		if (result < 0)
-			rs_warn("cannot register a lane's listener with the steering program (%s): kernel hashing",
-				strerror(-result));
+			rs_steer_warn_once(RS_STEER_WARNED_REGISTER,
+					   "cannot register a lane's listener with the steering program (%s): it accepts on the application's",
+					   strerror(-result));
 	}
 	errno = saved_errno;
 	return fd;

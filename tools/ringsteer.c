@@ -4,7 +4,8 @@
  *
  *   ringsteer run [--policy P] [--] COMMAND [ARGS...]
  *                                          run COMMAND with the shim preloaded
- *                                          (with --policy, steering loaded)
+ *                                          (with --policy, steering loaded;
+ *                                          without root, RINGSTEER_STEER=1)
  *   ringsteer stats [--json | --prometheus] [--all] [--dir DIR] [PID...]
  *                                          what the shim is doing, per process
  *                                          and per lane

@@ -5,7 +5,8 @@
  * load opens the program (a skeleton generated from bpf/steer.bpf.c),
  * pins its maps and both programs under one bpffs directory (default
  * /sys/fs/bpf/ringsteer, mode 0700: only root reaches the objects), and
- * writes the configuration.  Done again, it only rewrites the
+ * writes the configuration; it takes root, and refuses before creating
+ * anything otherwise.  Done again, it only rewrites the
  * configuration: the maps keep their state and the listeners already
  * steered keep their program.  The shim finds everything by those pinned
  * names (bpf/steer.h).  unload removes the pins; groups that still have
@@ -244,9 +245,13 @@ static bool migrate_loaded(const char *dir)
 	return access(path, F_OK) == 0;
 }
 
+/* `run` says why a load failed in one line of its own: libbpf's lines
+ * (a verifier log runs to hundreds) only with RINGSTEER_BPF_DEBUG. */
+static bool libbpf_quiet;
+
 static int print_libbpf(enum libbpf_print_level level, const char *format, va_list ap)
 {
-	if (level == LIBBPF_DEBUG && !getenv("RINGSTEER_BPF_DEBUG"))
+	if ((level == LIBBPF_DEBUG || libbpf_quiet) && !getenv("RINGSTEER_BPF_DEBUG"))
 		return 0;
 	return vfprintf(stderr, format, ap);
 }
@@ -318,6 +323,13 @@ static int load(const struct steer_options *options, bool quiet)
 
 	if (options->config.policy >= RS_STEER_POLICY_COUNT)
 		return -EINVAL;
+	/* Checked before anything is created: a directory made by another
+	 * user would only make root's load refuse it later. */
+	if (geteuid() != 0) {
+		fprintf(stderr, "ringsteer: loading the steering program needs root "
+			"(its directory and pins under %s are root's alone)\n", options->dir);
+		return -EPERM;
+	}
 	error = prepare_dir(options->dir);
 	if (error)
 		return error;
@@ -591,7 +603,17 @@ int steer_run_options(int argc, char **argv)
 	}
 	if (dir_given)
 		setenv("RINGSTEER_BPF_DIR", options.dir, 1);
-	if (options.policy_given && load(&options, true) < 0)
-		fprintf(stderr, "ringsteer: steering is off, each lane's listener gets kernel hashing\n");
+	if (!options.policy_given)
+		return i - 1;
+	/* Steering was asked for: without the program the lanes still get
+	 * listeners of their own (RINGSTEER_STEER=1, unless set), and the
+	 * shim's one warning line at the server's first listen says how it
+	 * runs.  Another user cannot load, so it does not try. */
+	if (geteuid() == 0) {
+		libbpf_quiet = true;
+		if (load(&options, true) == 0)
+			return i - 1;
+	}
+	setenv("RINGSTEER_STEER", "1", 0);
 	return i - 1;
 }

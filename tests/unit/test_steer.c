@@ -833,9 +833,23 @@ static void test_without_the_program_lanes_still_listen(void **state)
 	assert_int_equal(reuseport, 0);
 	teardown(state);
 
-	/* RINGSTEER_STEER=1: lanes get listeners anyway, kernel hashing over
-	 * them and the application's; every connection is still accepted. */
+	/* RINGSTEER_STEER=1 where the kernel does not migrate requests: a
+	 * lane's listener that closed would reset its queue, so the
+	 * application's listener stays as it is. */
+	write_file("/proc/sys/net/ipv4/tcp_migrate_req", "0\n");
 	setenv("RINGSTEER_STEER", "1", 1);
+	assert_int_equal(rs_steer_init(), -ENOENT);
+	assert_false(rs_steer_wanted());
+	server = open_server(0, NULL);
+	length = sizeof(reuseport);
+	assert_int_equal(getsockopt(server->application, SOL_SOCKET, SO_REUSEPORT, &reuseport, &length), 0);
+	assert_int_equal(reuseport, 0);
+	teardown(state);
+
+	/* RINGSTEER_STEER=1 with migration: lanes get listeners anyway,
+	 * kernel hashing over them and the application's; every connection
+	 * is still accepted. */
+	write_file("/proc/sys/net/ipv4/tcp_migrate_req", "1\n");
 	assert_int_equal(rs_steer_init(), -ENOENT);
 	assert_true(rs_steer_wanted());
 	assert_false(rs_steer_loaded());
@@ -1207,8 +1221,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ipv6_listeners_are_steered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_closing_listener_moves_its_queue, migrate_setup,
 						migrate_teardown),
-		cmocka_unit_test_setup_teardown(test_without_the_program_lanes_still_listen, setup,
-						teardown),
+		cmocka_unit_test_setup_teardown(test_without_the_program_lanes_still_listen, migrate_setup,
+						migrate_teardown),
 		cmocka_unit_test_setup_teardown(test_slots_are_per_process, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_worker_that_dropped_root_still_steers, setup,
 						teardown),
