@@ -418,6 +418,73 @@ void rs_steer_publish(unsigned slot, unsigned open, unsigned busy_permille)
 	__atomic_store_n(&entry->heartbeat_ns, rs_now_ns(), __ATOMIC_RELAXED);
 }
 
+/* Dead, or dead and not yet reaped: a zombie still takes signals, and a
+ * stopped or busy parent can leave one for long. */
+static bool process_gone(uint32_t pid)
+{
+	char path[32], stat[128];
+	const char *state;
+	ssize_t length;
+	int fd;
+
+	if (kill((pid_t)pid, 0) < 0)
+		return errno == ESRCH;
+	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	length = REAL(read)(fd, stat, sizeof(stat) - 1);
+	REAL(close)(fd);
+	if (length <= 0)
+		return false;
+	stat[length] = 0;
+	/* "pid (comm) S ...": comm may hold anything, the state follows its
+	 * last parenthesis. */
+	state = strrchr(stat, ')');
+	return state && state[1] == ' ' && (state[2] == 'Z' || state[2] == 'X');
+}
+
+/* How often a process looks for slots whose owner died. */
+#define DEAD_OWNER_SWEEP_NS 1000000000ull
+
+/* A process killed in its wait leaves its slot looking alive and idle.
+ * Most of its listeners close with it, and the program skips those; but a
+ * listener opened ahead by a root parent stays open there, so the program
+ * would keep choosing it and nobody would accept (until a new worker
+ * claims it).  Any live lane retires such a slot: it takes the slot over
+ * (so no claim can race it), marks it not alive, and frees it. */
+static void retire_dead_owners(void)
+{
+	static _Atomic uint64_t last_sweep_ns;
+	uint64_t now = rs_now_ns(), last = atomic_load_explicit(&last_sweep_ns, memory_order_relaxed);
+	uint32_t self = (uint32_t)getpid();
+	int saved_errno = errno;
+
+	if (now - last < DEAD_OWNER_SWEEP_NS ||
+	    !atomic_compare_exchange_strong(&last_sweep_ns, &last, now))
+		return;
+	for (unsigned slot = 0; slot < RS_STEER_MAX_SLOTS; slot++) {
+		struct rs_steer_slot *entry = &steer.slots[slot];
+		uint32_t owner = __atomic_load_n(&entry->owner_pid, __ATOMIC_ACQUIRE);
+		uint64_t heartbeat = __atomic_load_n(&entry->heartbeat_ns, __ATOMIC_RELAXED);
+
+		/* Only slots that look idle or stalled can have a dead owner. */
+		if (!owner || owner == self || !__atomic_load_n(&entry->alive, __ATOMIC_ACQUIRE) ||
+		    (heartbeat != UINT64_MAX && now - heartbeat < DEAD_OWNER_SWEEP_NS) ||
+		    !process_gone(owner))
+			continue;
+		if (!__atomic_compare_exchange_n(&entry->owner_pid, &owner, self, false,
+						 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			continue;
+		__atomic_store_n(&entry->alive, 0, __ATOMIC_RELEASE);
+		reset_members(slot);
+		__atomic_store_n(&entry->owner_pid, 0, __ATOMIC_RELEASE);
+		rs_info("steering slot %u: its process %u is gone; no new connection goes there", slot,
+			owner);
+	}
+	errno = saved_errno;
+}
+
 void rs_steer_waiting(unsigned slot)
 {
 	/* A heartbeat in the future: a thread in its wait is idle, not
@@ -425,6 +492,7 @@ void rs_steer_waiting(unsigned slot)
 	if (!steer.loaded || slot >= RS_STEER_MAX_SLOTS)
 		return;
 	__atomic_store_n(&steer.slots[slot].heartbeat_ns, UINT64_MAX, __ATOMIC_RELAXED);
+	retire_dead_owners();
 }
 
 void rs_steer_heartbeat(unsigned slot)
