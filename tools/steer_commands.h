@@ -17,8 +17,9 @@
 int steer_command(int argc, char **argv);
 
 /* Consumes the steering options at the front of `ringsteer run`'s
- * arguments (argv[0] is "run"): --policy P (loads the program if needed,
- * sets the policy), --stall-ms N, --max-conns-per-lane N, --dir D (also
+ * arguments (argv[0] is "run"): --policy P (as root, loads the program if
+ * needed and sets the policy; as another user, only asks the shim for
+ * steering with RINGSTEER_STEER=1), --stall-ms N, --max-conns-per-lane N, --dir D (also
  * passed to the command as RINGSTEER_BPF_DIR).  Returns how many
  * arguments it consumed, or minus an exit status. */
 int steer_run_options(int argc, char **argv);
