@@ -179,9 +179,10 @@ bool rs_socket_start_linked_send(struct rs_socket *socket, struct rs_lane *lane)
 	int count;
 
 	/* Both SQEs must go in one submission, or the link would break.  A
-	 * linked send waits in the kernel for room, which a deferred ring
-	 * must not do (see rs_socket_start_send). */
-	if (lane->deferred || socket->fd < 0 || io_uring_sq_space_left(&lane->ring) < 2 ||
+	 * linked send may wait in the kernel for room, even on a deferred
+	 * ring: its thread waits in the ring for the receive behind it, and
+	 * a signal that ends that wait cancels both (ring_receive_once). */
+	if (socket->fd < 0 || io_uring_sq_space_left(&lane->ring) < 2 ||
 	    lane->in_flight + 3 >= lane->cq_entries)
 		return false;
 	count = rs_send_queue_peek(&socket->txq, socket->tx_iov, RS_TX_IOV_MAX);
