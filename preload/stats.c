@@ -49,10 +49,16 @@ static void publish(void)
 	header = &private_header;
 	memset(header, 0, sizeof(*header));
 	snprintf(path, sizeof(path), "%s/ringsteer.%d.stats", rs_config.stats_dir, (int)getpid());
-	for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
+	for (int attempt = 0; attempt < 4 && fd < 0; attempt++) {
 		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd < 0 && errno == EEXIST)
-			unlink(path); /* left by an earlier process with our pid */
+		if (fd >= 0 || errno != EEXIST)
+			break;
+		/* Left by an earlier process with our pid.  Another user's,
+		 * in a sticky directory, cannot be removed: a name of our
+		 * own then (the tools read the pid from the file). */
+		if (unlink(path) < 0 && (errno == EPERM || errno == EACCES))
+			snprintf(path, sizeof(path), "%s/ringsteer.%d.%u.stats", rs_config.stats_dir,
+				 (int)getpid(), (unsigned)getuid());
 	}
 	if (fd < 0) {
 		rs_warn("cannot create %s (%s): counters will not be visible to ringsteer stats",
