@@ -129,6 +129,16 @@ static __always_inline bool evaluate(const struct scan *scan, __u32 slot, __u32 
 	    scan->now_ns - lane->heartbeat_ns > scan->stall_ns)
 		*tier |= 2;
 	*load = 1000ull * connections + (__u64)scan->busy_weight * lane->busy;
+	/* The busy share is smoothed over a window, too slow for one heavy
+	 * request: a lane in the middle of a long loop turn (its heartbeat
+	 * is the turn's start; a lane in its wait has none) also weighs a
+	 * connection per millisecond of that turn. */
+	if (lane->heartbeat_ns != ~0ull && scan->now_ns > lane->heartbeat_ns) {
+		__u64 running_us = (scan->now_ns - lane->heartbeat_ns) / 1000;
+
+		*load += running_us < RS_STEER_RUNNING_LOAD_MAX ? running_us
+								: RS_STEER_RUNNING_LOAD_MAX;
+	}
 	return true;
 }
 

@@ -14,13 +14,16 @@
  * Load of a slot for a group, in thousandths of a connection:
  *
  *     load = 1000 * (open + pending) + busy_weight * busy
+ *            + min(running_us, RS_STEER_RUNNING_LOAD_MAX)
  *
  * open: connections the lane has open (published by the lane); pending:
  * connections the program steered to this listener that the lane has not
  * accepted yet (added by the program, subtracted by the lane); busy: the
  * share of time the lane's thread spends outside its wait, smoothed, per
  * mille; busy_weight (config, default RS_STEER_DEFAULT_BUSY_WEIGHT): how
- * many connections a fully busy thread is worth.
+ * many connections a fully busy thread is worth; running_us: how long the
+ * lane's current loop turn has run (0 while it waits), since the smoothed
+ * busy share is too slow to see one heavy request.
  *
  * This header is included by BPF code too: fixed-size types only, no libc.
  */
@@ -61,6 +64,9 @@ enum rs_steer_policy {
 
 #define RS_STEER_DEFAULT_STALL_MS    1000
 #define RS_STEER_DEFAULT_BUSY_WEIGHT 2
+/* A long loop turn weighs at most 20 connections; past stall_ms the lane
+ * is in a tier of its own. */
+#define RS_STEER_RUNNING_LOAD_MAX    20000ull
 
 /* rs_config[0], written by `ringsteer load`.  stall_ms 0: no stall
  * detection; max_conns_per_lane 0: no cap. */

@@ -471,6 +471,11 @@ int steer_read_slot(const struct steer_maps *maps, __u32 group, __u32 slot,
 		return 0;
 	load = 1000ull * (view->lane.open + view->member.pending) +
 	       (__u64)maps->config.busy_weight * view->lane.busy;
+	if (view->lane.heartbeat_ns != ~0ull && now > view->lane.heartbeat_ns) {
+		__u64 running_us = (now - view->lane.heartbeat_ns) / 1000;
+
+		load += running_us < RS_STEER_RUNNING_LOAD_MAX ? running_us : RS_STEER_RUNNING_LOAD_MAX;
+	}
 	view->load = (double)load / 1000.0;
 	view->stalled = maps->config.stall_ms && view->lane.alive && now > view->lane.heartbeat_ns &&
 			now - view->lane.heartbeat_ns > (__u64)maps->config.stall_ms * 1000000ull;
