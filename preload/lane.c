@@ -128,6 +128,7 @@ static void pin_lane(struct rs_lane *lane)
 
 static void start_flusher(void);
 static int enter_ring(struct rs_lane *lane, unsigned wait);
+static void reap(struct rs_lane *lane, bool can_submit);
 
 static struct rs_lane *lane_create(void)
 {
@@ -191,6 +192,9 @@ struct rs_lane *rs_lane_get(void)
 void rs_lane_enter(struct rs_lane *lane)
 {
 	pthread_mutex_lock(&lane->lock);
+	atomic_store_explicit(&lane->owner_entries,
+			      atomic_load_explicit(&lane->owner_entries, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
 }
 
 /* Leaving work behind (queued bytes, sends in flight) arms the flusher's
@@ -201,6 +205,12 @@ void rs_lane_leave(struct rs_lane *lane)
 	 * submission while another thread could close and reuse that number. */
 	if (lane->unsubmitted)
 		enter_ring(lane, 0);
+	/* A deferred ring's sends have all completed by now (MSG_DONTWAIT,
+	 * or linked before a receive that has): reaped here, what is left of
+	 * a short one is listed, and the flusher has work only if bytes do
+	 * wait, instead of waking every interval for sends already done. */
+	if (lane->deferred && lane->sends_in_flight && io_uring_cq_ready(&lane->ring))
+		reap(lane, true);
 	if (lane->dirty_count || lane->sends_in_flight) {
 		if (!atomic_load_explicit(&lane->dirty_since_ns, memory_order_relaxed))
 			atomic_store_explicit(&lane->dirty_since_ns, rs_now_ns(),
@@ -818,10 +828,21 @@ static void *flusher_main(void *argument)
 			uint64_t since = atomic_load_explicit(&lane->dirty_since_ns,
 							      memory_order_relaxed);
 
+			uint64_t entries = atomic_load_explicit(&lane->owner_entries,
+								memory_order_relaxed);
+
 			if (!since || atomic_load(&lane->dead))
 				continue;
 			busy = true;
-			if (now - since < (uint64_t)rs_config.flush_us * 1000ull)
+			/* Work has been left since `since`, but an owner that
+			 * keeps coming back sends it itself: stepping in then
+			 * only fights it for the lane's lock. */
+			if (entries != lane->flusher_seen_entries) {
+				lane->flusher_seen_entries = entries;
+				lane->flusher_seen_at_ns = now;
+			}
+			if (now - since < (uint64_t)rs_config.flush_us * 1000ull ||
+			    now - lane->flusher_seen_at_ns < (uint64_t)rs_config.flush_us * 1000ull)
 				continue;
 			if (pthread_mutex_trylock(&lane->lock))
 				continue; /* the owner is in the shim: it will do it */

@@ -215,6 +215,11 @@ struct rs_lane {
 	struct rs_socket **dirty_spare;
 	unsigned dirty_spare_capacity;
 	_Atomic uint64_t dirty_since_ns; /* 0: nothing waits for a flush */
+	/* Counts the owner's entries into the shim; the flusher steps in only
+	 * when it has not moved for RINGSTEER_FLUSH_US (see flusher_main). */
+	_Atomic uint64_t owner_entries;
+	uint64_t flusher_seen_entries;    /* the flusher's own: its last look */
+	uint64_t flusher_seen_at_ns;
 	/* Sockets whose receive ahead (or writable poll) is to be armed with
 	 * the next enter, each holding a ref. */
 	struct rs_socket **arming;
