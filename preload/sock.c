@@ -182,7 +182,11 @@ bool rs_socket_start_linked_send(struct rs_socket *socket, struct rs_lane *lane)
 	 * linked send may wait in the kernel for room, even on a deferred
 	 * ring: its thread waits in the ring for the receive behind it, and
 	 * a signal that ends that wait cancels both (ring_receive_once). */
-	if (socket->fd < 0 || io_uring_sq_space_left(&lane->ring) < 2 ||
+	/* Nor when a shutdown waits for the queue to drain: the peer may
+	 * answer only after that FIN, which goes once the send's completion
+	 * is reaped, and a wait for both would never reap it. */
+	if (socket->fd < 0 || socket->shutdown_write_pending ||
+	    io_uring_sq_space_left(&lane->ring) < 2 ||
 	    lane->in_flight + 3 >= lane->cq_entries)
 		return false;
 	count = rs_send_queue_peek(&socket->txq, socket->tx_iov, RS_TX_IOV_MAX);
