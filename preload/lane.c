@@ -128,7 +128,6 @@ static void pin_lane(struct rs_lane *lane)
 
 static void start_flusher(void);
 static int enter_ring(struct rs_lane *lane, unsigned wait);
-static void reap(struct rs_lane *lane, bool can_submit);
 
 static struct rs_lane *lane_create(void)
 {
@@ -205,12 +204,6 @@ void rs_lane_leave(struct rs_lane *lane)
 	 * submission while another thread could close and reuse that number. */
 	if (lane->unsubmitted)
 		enter_ring(lane, 0);
-	/* A deferred ring's sends have all completed by now (MSG_DONTWAIT,
-	 * or linked before a receive that has): reaped here, what is left of
-	 * a short one is listed, and the flusher has work only if bytes do
-	 * wait, instead of waking every interval for sends already done. */
-	if (lane->deferred && lane->sends_in_flight && io_uring_cq_ready(&lane->ring))
-		reap(lane, true);
 	if (lane->dirty_count || lane->sends_in_flight) {
 		if (!atomic_load_explicit(&lane->dirty_since_ns, memory_order_relaxed))
 			atomic_store_explicit(&lane->dirty_since_ns, rs_now_ns(),
