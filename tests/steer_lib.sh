@@ -56,6 +56,48 @@ start_workers() {
 	start_server --env RINGSTEER_BPF_DIR="$BPF_DIR" --env RINGSTEER_STATS_KEEP=1 steer_workers "$@"
 }
 
+# start_steered_nginx LABEL PORT [start_real_server options]...: nginx with
+# 4 workers dropping root to www-data, answering "answered" to every
+# request on 127.0.0.1:PORT, under the shim; returns once the 4 workers
+# run.  Logs to the server's stderr.
+start_steered_nginx() {
+	local label=$1 port=$2 tries=0
+	shift 2
+	command -v nginx >/dev/null || fail "$label: nginx is not installed: run make deps"
+	command -v curl >/dev/null || fail "$label: curl is not installed: run make deps"
+	chmod 755 "$TEST_TMP"
+	mkdir -p "$TEST_TMP/nginx-temp"
+	cat >"$TEST_TMP/nginx.conf" <<CONF
+daemon off;
+master_process on;
+worker_processes 4;
+user www-data;
+pid $TEST_TMP/nginx.pid;
+error_log stderr warn;
+events {
+	worker_connections 1024;
+}
+http {
+	access_log off;
+	client_body_temp_path $TEST_TMP/nginx-temp/body;
+	proxy_temp_path $TEST_TMP/nginx-temp/proxy;
+	fastcgi_temp_path $TEST_TMP/nginx-temp/fastcgi;
+	uwsgi_temp_path $TEST_TMP/nginx-temp/uwsgi;
+	scgi_temp_path $TEST_TMP/nginx-temp/scgi;
+	server {
+		listen 127.0.0.1:$port;
+		location / { return 200 "answered\n"; }
+	}
+}
+CONF
+	start_real_server "$@" nginx "$port" nginx -c "$TEST_TMP/nginx.conf" -e stderr
+	while [ "$(ps -o pid= --ppid "$SERVER_PID" | wc -l)" -lt 4 ]; do
+		[ $tries -ge 100 ] && fail "$label: nginx did not start 4 workers within 10 s"
+		sleep 0.1
+		tries=$((tries + 1))
+	done
+}
+
 # run_steer LABEL ARGS...: steer_client with ARGS; output in $TEST_TMP/LABEL.out.
 run_steer() {
 	local label=$1

@@ -13,45 +13,12 @@
 # workers' log says the slot was retired.
 . "$(dirname "$0")/../steer_lib.sh"
 
-command -v nginx >/dev/null || fail "nginx is not installed: run make deps"
-command -v curl >/dev/null || fail "curl is not installed: run make deps"
 sysctl -q -w net.ipv4.tcp_migrate_req=1 || fail "cannot set net.ipv4.tcp_migrate_req in the test's namespace"
 steer_load --policy round-robin --stall-ms 0
 
-chmod 755 "$TEST_TMP"
-mkdir -p "$TEST_TMP/nginx-temp"
 port=18081
-cat >"$TEST_TMP/nginx.conf" <<CONF
-daemon off;
-master_process on;
-worker_processes 4;
-user www-data;
-pid $TEST_TMP/nginx.pid;
-error_log stderr warn;
-events {
-	worker_connections 1024;
-}
-http {
-	access_log off;
-	client_body_temp_path $TEST_TMP/nginx-temp/body;
-	proxy_temp_path $TEST_TMP/nginx-temp/proxy;
-	fastcgi_temp_path $TEST_TMP/nginx-temp/fastcgi;
-	uwsgi_temp_path $TEST_TMP/nginx-temp/uwsgi;
-	scgi_temp_path $TEST_TMP/nginx-temp/scgi;
-	server {
-		listen 127.0.0.1:$port;
-		location / { return 200 "answered\n"; }
-	}
-}
-CONF
-start_real_server --env RINGSTEER_BPF_DIR="$BPF_DIR" --env RINGSTEER_STATS_KEEP=1 \
-	--env RINGSTEER_LOG=info nginx "$port" nginx -c "$TEST_TMP/nginx.conf" -e stderr
-tries=0
-while [ "$(ps -o pid= --ppid "$SERVER_PID" | wc -l)" -lt 4 ]; do
-	[ $tries -ge 100 ] && fail "nginx did not start 4 workers within 10 s"
-	sleep 0.1
-	tries=$((tries + 1))
-done
+start_steered_nginx dead "$port" --env RINGSTEER_BPF_DIR="$BPF_DIR" --env RINGSTEER_STATS_KEEP=1 \
+	--env RINGSTEER_LOG=info
 
 # fetch LABEL COUNT: COUNT requests, one connection each; fails unless
 # every one is answered.
@@ -69,7 +36,8 @@ fetch() {
 # Every worker serves, so each has its slot (round-robin takes all four).
 fetch before 40
 note "ringsteer status before the kill: $(steer_status | tr '\n' '|')"
-victim=$(ps -o pid= --ppid "$SERVER_PID" | tr -d ' ' | sort -n | head -n 1)
+workers=$(ps -o pid= --ppid "$SERVER_PID" | tr -d ' ' | sort -n)
+victim=$(head -n 1 <<<"$workers")
 kill -STOP "$SERVER_PID"
 kill -KILL "$victim"
 note "master $SERVER_PID stopped, worker $victim killed"
@@ -84,6 +52,14 @@ sleep 1.2
 fetch after 40
 kill -CONT "$SERVER_PID"
 if shim_enabled; then
+	# The survivors carried the 40 requests after the kill themselves.
+	sockets=0
+	for pid in $workers; do
+		[ "$pid" = "$victim" ] && continue
+		sockets=$((sockets + $(wait_for_counter 1 stats_total sockets_total "$pid")))
+	done
+	[ "$sockets" -ge 40 ] || fail "the surviving workers' counters show $sockets accelerated sockets for 40 requests and more"
+	note "the surviving workers' counters show $sockets sockets carried"
 	grep -q "steering slot [0-9]*: its process $victim is gone" "$SERVER_ERR" ||
 		fail "no worker said it retired the slot of worker $victim: $(grep ringsteer "$SERVER_ERR" | tail -n 3 | tr '\n' ' ')"
 fi

@@ -245,44 +245,10 @@ stop_server
 assert_one_warning e "listeners stay shared, because net.ipv4.tcp_migrate_req is 0"
 
 # ---- (f) nginx: workers that drop root ----------------------------------------
-command -v nginx >/dev/null || fail "nginx is not installed: run make deps"
-command -v curl >/dev/null || fail "curl is not installed: run make deps"
 sysctl -q -w net.ipv4.tcp_migrate_req=1 || fail "cannot set net.ipv4.tcp_migrate_req in the test's namespace"
-chmod 755 "$TEST_TMP"
-mkdir -p "$TEST_TMP/nginx-temp"
 port=18080
-cat >"$TEST_TMP/nginx.conf" <<CONF
-daemon off;
-master_process on;
-worker_processes 4;
-user www-data;
-pid $TEST_TMP/nginx.pid;
-error_log stderr warn;
-events {
-	worker_connections 1024;
-}
-http {
-	access_log off;
-	client_body_temp_path $TEST_TMP/nginx-temp/body;
-	proxy_temp_path $TEST_TMP/nginx-temp/proxy;
-	fastcgi_temp_path $TEST_TMP/nginx-temp/fastcgi;
-	uwsgi_temp_path $TEST_TMP/nginx-temp/uwsgi;
-	scgi_temp_path $TEST_TMP/nginx-temp/scgi;
-	server {
-		listen 127.0.0.1:$port;
-		location / { return 200 "answered\n"; }
-	}
-}
-CONF
-start_real_server --env RINGSTEER_STEER=1 --env RINGSTEER_BPF_DIR="$NONE" --env RINGSTEER_STATS_KEEP=1 \
-	nginx "$port" nginx -c "$TEST_TMP/nginx.conf" -e stderr
+start_steered_nginx f "$port" --env RINGSTEER_STEER=1 --env RINGSTEER_BPF_DIR="$NONE" --env RINGSTEER_STATS_KEEP=1
 RUN_ERR[f]=$SERVER_ERR
-tries=0
-while [ "$(ps -o pid= --ppid "$SERVER_PID" | wc -l)" -lt 4 ]; do
-	[ $tries -ge 100 ] && fail "f: nginx did not start 4 workers within 10 s"
-	sleep 0.1
-	tries=$((tries + 1))
-done
 workers=$(ps -o pid= --ppid "$SERVER_PID" | tr -d ' ' | sort -n)
 for ((i = 0; i < 200; i++)); do
 	curl --silent --max-time 10 "http://127.0.0.1:$port/" || echo "curl failed"
