@@ -216,14 +216,20 @@ void rs_lane_leave(struct rs_lane *lane)
 	pthread_mutex_unlock(&lane->lock);
 }
 
-static int enter_ring(struct rs_lane *lane, unsigned wait)
+/* Counts one io_uring_enter and the SQEs it submits. */
+static void count_enter(struct rs_lane *lane)
 {
-	int ret;
-
 	RS_STAT_ADD(lane->stats, ring_ops, lane->unsubmitted);
 	RS_STAT_ADD(lane->stats, ring_enters, 1);
 	lane->unsubmitted = 0;
 	lane->sends_prepared = 0;
+}
+
+static int enter_ring(struct rs_lane *lane, unsigned wait)
+{
+	int ret;
+
+	count_enter(lane);
 	if (!wait) {
 		ret = io_uring_submit(&lane->ring);
 		return ret < 0 ? ret : 0;
@@ -345,10 +351,7 @@ void rs_lane_reap_now(struct rs_lane *lane)
 
 void rs_lane_run_task_work(struct rs_lane *lane)
 {
-	RS_STAT_ADD(lane->stats, ring_ops, lane->unsubmitted);
-	RS_STAT_ADD(lane->stats, ring_enters, 1);
-	lane->unsubmitted = 0;
-	lane->sends_prepared = 0;
+	count_enter(lane);
 	io_uring_submit_and_get_events(&lane->ring);
 	reap(lane, true);
 }
@@ -526,10 +529,7 @@ static int enter_ring_counting_sends(struct rs_lane *lane, unsigned wait)
 	if (!lane->deferred || !sends || !(lane->ring.features & IORING_FEAT_MIN_TIMEOUT) ||
 	    !(lane->ring.features & IORING_FEAT_EXT_ARG))
 		return enter_ring(lane, wait);
-	RS_STAT_ADD(lane->stats, ring_ops, lane->unsubmitted);
-	RS_STAT_ADD(lane->stats, ring_enters, 1);
-	lane->unsubmitted = 0;
-	lane->sends_prepared = 0;
+	count_enter(lane);
 	submit = rs_compat_flush_sq(&lane->ring);
 	started = rs_now_ns();
 	ret = io_uring_enter2(lane->ring.ring_fd, submit, wait + sends,
@@ -578,10 +578,7 @@ int rs_lane_wait_timeout(struct rs_lane *lane, struct __kernel_timespec *timeout
 
 	rs_lane_prepare_sends(lane);
 	if (!(lane->ring.features & IORING_FEAT_EXT_ARG)) {
-		RS_STAT_ADD(lane->stats, ring_ops, lane->unsubmitted);
-		RS_STAT_ADD(lane->stats, ring_enters, 1);
-		lane->unsubmitted = 0;
-		lane->sends_prepared = 0;
+		count_enter(lane);
 		ret = io_uring_submit_and_wait_timeout(&lane->ring, &cqe, 1, timeout,
 						       (sigset_t *)mask);
 		rs_lane_reap(lane);
@@ -604,10 +601,7 @@ int rs_lane_wait_timeout(struct rs_lane *lane, struct __kernel_timespec *timeout
 	argument.sigmask = (uint64_t)(uintptr_t)mask;
 	argument.sigmask_sz = _NSIG / 8;
 	argument.ts = (uint64_t)(uintptr_t)timeout;
-	RS_STAT_ADD(lane->stats, ring_ops, lane->unsubmitted);
-	RS_STAT_ADD(lane->stats, ring_enters, 1);
-	lane->unsubmitted = 0;
-	lane->sends_prepared = 0;
+	count_enter(lane);
 	started = timeout ? rs_now_ns() : 0;
 	ret = io_uring_enter2(lane->ring.ring_fd, submit, wait_for,
 			      IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, (sigset_t *)&argument,
