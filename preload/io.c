@@ -377,6 +377,7 @@ static long receive(struct rs_socket *socket, enum receive_kind kind, void *buff
 		 * answers sends, with its EPIPE and SIGPIPE. */
 		pthread_mutex_lock(&socket->lock);
 		socket->broken = true;
+		rs_socket_readiness_moved(socket);
 		pthread_mutex_unlock(&socket->lock);
 	}
 	rs_lane_leave(lane);
@@ -1202,6 +1203,7 @@ long rs_shutdown(int fd, int how)
 		if (socket->txq.bytes || socket->tx_in_flight) {
 			/* The FIN must follow the queued bytes. */
 			socket->write_shut = true;
+			rs_socket_readiness_moved(socket);
 			socket->shutdown_write_pending = true;
 			deferred = true;
 			if (lane)
@@ -1217,6 +1219,7 @@ long rs_shutdown(int fd, int how)
 	if (!deferred && how != SHUT_RD) {
 		pthread_mutex_lock(&socket->lock);
 		socket->write_shut = true;
+		rs_socket_readiness_moved(socket);
 		pthread_mutex_unlock(&socket->lock);
 	}
 	rs_socket_unref(socket);

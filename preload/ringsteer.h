@@ -348,6 +348,10 @@ struct rs_socket {
 	 * error arrive (receive side), and when room appears after EAGAIN. */
 	uint32_t rx_generation;
 	uint32_t tx_generation;
+	/* Moves whenever something rs_socket_readiness reads may have made
+	 * the socket ready (bytes, EOF, an error, room, a shutdown): an epoll
+	 * entry found not ready is skipped, without the lock, until it moves. */
+	_Atomic uint32_t readiness_version;
 	unsigned epoll_memberships;  /* emulated epoll sets it is in */
 	/* The counters that counted it open: a socket accepted by one thread
 	 * and closed by another leaves the first one's count. */
@@ -410,6 +414,13 @@ static inline bool rs_socket_has_room(const struct rs_socket *socket)
 	if (socket->tx_blocked)
 		return socket->txq.bytes <= rs_config.txq_bytes - rs_config.txq_bytes / 3;
 	return socket->txq.bytes < rs_config.txq_bytes;
+}
+/* Socket locked: one writer at a time, so a plain increment suffices. */
+static inline void rs_socket_readiness_moved(struct rs_socket *socket)
+{
+	atomic_store_explicit(&socket->readiness_version,
+			      atomic_load_explicit(&socket->readiness_version, memory_order_relaxed) + 1,
+			      memory_order_release);
 }
 /* Event-mode sockets' buffered bytes (FIONREAD); socket locked. */
 size_t rs_socket_buffered(const struct rs_socket *socket);

@@ -126,6 +126,7 @@ void rs_socket_forget(struct rs_socket *socket)
 	pthread_mutex_lock(&socket->lock);
 	socket->fd = -1;
 	socket->broken = true;
+	rs_socket_readiness_moved(socket);
 	if (!socket->tx_in_flight)
 		rs_send_queue_clear(&socket->txq);
 	pthread_mutex_unlock(&socket->lock);
@@ -233,6 +234,7 @@ static void record_send_error(struct rs_socket *socket, int error)
 	socket->tx_blocked = false;
 	socket->tx_generation++;
 	socket->rx_generation++;
+	rs_socket_readiness_moved(socket);
 	/* Nothing queued behind a failed send can reach the peer. */
 	rs_send_queue_clear(&socket->txq);
 	socket->shutdown_write_pending = false;
@@ -252,6 +254,7 @@ void rs_socket_send_done(struct rs_socket *socket, struct rs_lane *lane, bool ow
 	}
 	if (result > 0) {
 		rs_send_queue_consume(&socket->txq, (size_t)result);
+		rs_socket_readiness_moved(socket);
 		/* Counted whoever reaps it (the owner, or the flusher). */
 		RS_STAT_ADD(lane->stats, bytes_sent, (uint64_t)result);
 		if (socket->tx_blocked && rs_socket_has_room(socket)) {
@@ -313,6 +316,7 @@ int rs_socket_push_to_kernel(struct rs_socket *socket)
 		RS_STAT_ADD(rs_process_stats, bytes_sent, (uint64_t)sent);
 		RS_STAT_ADD(rs_process_stats, flusher_sends, 1);
 		rs_send_queue_consume(&socket->txq, (size_t)sent);
+		rs_socket_readiness_moved(socket);
 		if (socket->tx_blocked && rs_socket_has_room(socket)) {
 			/* Room after EAGAIN, made by the flusher while the
 			 * owner was away: the edge it will find on return. */
@@ -516,6 +520,7 @@ void rs_socket_receive_done(struct rs_socket *socket, struct rs_lane *lane, int 
 		socket->broken = true;
 	}
 	socket->rx_generation++;
+	rs_socket_readiness_moved(socket);
 	lane->readiness_changes++;
 }
 
@@ -527,6 +532,7 @@ void rs_socket_writable_done(struct rs_socket *socket, struct rs_lane *lane, int
 	 * submission sends. */
 	socket->tx_awaiting_room = false;
 	socket->tx_generation++;
+	rs_socket_readiness_moved(socket);
 	lane->readiness_changes++;
 	(void)result;
 }
@@ -791,6 +797,7 @@ void rs_sockets_atfork_child(void)
 		socket->writable_poll_in_flight = false;
 		socket->writable_poll_wanted = false;
 		socket->opened_stats = NULL; /* the child never counted it open */
+		rs_socket_readiness_moved(socket); /* the child's state is new */
 		if (socket->kind == RS_SOCKET_LISTENER)
 			rs_listener_atfork_child(socket);
 		atomic_store(&socket->refs, 1);
