@@ -97,6 +97,7 @@ static void fall_back(struct rs_socket *socket, struct rs_lane *lane, const char
 {
 	pthread_mutex_lock(&socket->lock);
 	socket->kernel_path = true;
+	rs_socket_sync_cork(socket);
 	pthread_mutex_unlock(&socket->lock);
 	RS_STAT_ADD(lane ? lane->stats : rs_process_stats, fallbacks, 1);
 	rs_warn("fd %d: %s (%s): the kernel path carries it from now on", socket->fd, why,
@@ -551,6 +552,15 @@ static int iov_skip(const struct iovec *iov, int iovcnt, size_t done, struct iov
 	return count;
 }
 
+/* The kernel is about to take bytes directly: it must have the cork the
+ * application set. */
+static void settle_cork(struct rs_socket *socket)
+{
+	pthread_mutex_lock(&socket->lock);
+	rs_socket_sync_cork(socket);
+	pthread_mutex_unlock(&socket->lock);
+}
+
 static long kernel_send(struct rs_socket *socket, const struct iovec *iov, int iovcnt,
 			int flags, const struct msghdr *original)
 {
@@ -568,6 +578,7 @@ static long kernel_send(struct rs_socket *socket, const struct iovec *iov, int i
 		if (ret < 0)
 			return ret;
 	}
+	settle_cork(socket);
 	count_kernel_op();
 	if (original)
 		return kernel_result(REAL(sendmsg)(socket->fd, original, flags));
@@ -848,6 +859,7 @@ static long sendfile_common(int out_fd, int in_fd, off_t *offset, size_t count, 
 			rs_socket_unref(socket);
 			return ret;
 		}
+		settle_cork(socket);
 		count_kernel_op();
 	}
 	if (large)
@@ -1235,6 +1247,10 @@ long rs_getsockopt(int fd, int level, int name, void *value, socklen_t *length)
 {
 	struct rs_socket *socket;
 
+	if (level == IPPROTO_TCP && name == TCP_CORK && (socket = rs_fd_get(fd))) {
+		settle_cork(socket);
+		rs_socket_unref(socket);
+	}
 	if (REAL(getsockopt)(fd, level, name, value, length) < 0)
 		return -errno;
 	if (level != SOL_SOCKET || name != SO_ERROR || !value || !length ||
@@ -1257,6 +1273,22 @@ long rs_setsockopt(int fd, int level, int name, const void *value, socklen_t len
 {
 	struct rs_socket *socket;
 
+	if (level == IPPROTO_TCP && name == TCP_CORK && length >= (socklen_t)sizeof(int) &&
+	    !rs_bad_pointer(value) && (socket = rs_fd_get(fd))) {
+		struct rs_lane *lane = rs_lane_get();
+		long result = -ENOTSUP;
+
+		/* Carried only where the shim sends the socket's bytes; the
+		 * kernel answers the rest, and every error. */
+		if (lane && socket->kind == RS_SOCKET_CONNECTED && !socket->kernel_path &&
+		    !socket->has_timeouts && socket->fd >= 0) {
+			RS_COUNT_CALL(lane);
+			result = rs_socket_set_cork(socket, *(const int *)value != 0);
+		}
+		rs_socket_unref(socket);
+		if (result != -ENOTSUP)
+			return result;
+	}
 	if (REAL(setsockopt)(fd, level, name, value, length) < 0)
 		return -errno;
 	if (level != SOL_SOCKET || (name != SO_RCVTIMEO && name != SO_SNDTIMEO && name != SO_LINGER))

@@ -301,6 +301,11 @@ struct rs_socket {
 	bool has_timeouts;         /* SO_RCVTIMEO/SO_SNDTIMEO: kernel path */
 	bool accept_inherits_timeouts; /* listener: accepted sockets inherit them */
 	bool linger_abort;         /* SO_LINGER {1, 0}: close discards the queue */
+	/* TCP_CORK as the application set it, and as the kernel has it
+	 * (known after the first call, which is a real one). */
+	bool cork_known;
+	bool cork_wanted;
+	bool cork_kernel;
 	bool closed;               /* the application closed it; we finish the queue */
 	bool shutdown_write_pending;
 	int tx_error;              /* negative errno of a deferred send, reported once */
@@ -386,6 +391,11 @@ void rs_socket_send_done(struct rs_socket *socket, struct rs_lane *lane, bool ow
 bool rs_socket_start_linked_send(struct rs_socket *socket, struct rs_lane *lane);
 /* Sends the queue with non-blocking kernel sends (flusher, exit). */
 int rs_socket_push_to_kernel(struct rs_socket *socket);
+/* TCP_CORK on a connected accelerated socket: 0 or negative errno. */
+long rs_socket_set_cork(struct rs_socket *socket, bool on);
+/* Tells the kernel the cork the application wants, if it differs; socket
+ * locked.  Called before bytes of the socket reach the kernel. */
+void rs_socket_sync_cork(struct rs_socket *socket);
 /* Starts a send of the queue on lane; socket locked. */
 void rs_socket_start_send(struct rs_socket *socket, struct rs_lane *lane);
 int rs_socket_close(struct rs_socket *socket, struct rs_lane *lane);

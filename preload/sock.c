@@ -13,6 +13,8 @@
  * free at once, as with the kernel.
  */
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,9 @@ struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind)
 	socket->has_timeouts = false;
 	socket->accept_inherits_timeouts = false;
 	socket->linger_abort = false;
+	socket->cork_known = false;
+	socket->cork_wanted = false;
+	socket->cork_kernel = false;
 	socket->closed = false;
 	socket->shutdown_write_pending = false;
 	socket->write_shut = false;
@@ -147,6 +152,7 @@ void rs_socket_start_send(struct rs_socket *socket, struct rs_lane *lane)
 	count = rs_send_queue_peek(&socket->txq, socket->tx_iov, RS_TX_IOV_MAX);
 	if (!count)
 		return;
+	rs_socket_sync_cork(socket);
 	/* MSG_NOSIGNAL: a deferred EPIPE raises SIGPIPE later, on the call
 	 * that reports it, in the thread that makes that call.  On a ring
 	 * with DEFER_TASKRUN, a send the kernel parks until room comes would
@@ -193,6 +199,7 @@ bool rs_socket_start_linked_send(struct rs_socket *socket, struct rs_lane *lane)
 	count = rs_send_queue_peek(&socket->txq, socket->tx_iov, RS_TX_IOV_MAX);
 	if (!count)
 		return false;
+	rs_socket_sync_cork(socket);
 	sqe = rs_lane_sqe(lane);
 	/* MSG_WAITALL: like a blocking write, all of it leaves before the
 	 * receive starts; a failure cancels the receive. */
@@ -269,6 +276,8 @@ void rs_socket_send_done(struct rs_socket *socket, struct rs_lane *lane, bool ow
 		return;
 	}
 	if (!socket->txq.bytes) {
+		/* An uncork that came while the last bytes were in flight. */
+		rs_socket_sync_cork(socket);
 		queue_drained(socket);
 		return;
 	}
@@ -298,6 +307,8 @@ void rs_socket_send_done(struct rs_socket *socket, struct rs_lane *lane, bool ow
 
 int rs_socket_push_to_kernel(struct rs_socket *socket)
 {
+	if (socket->txq.bytes)
+		rs_socket_sync_cork(socket);
 	while (socket->txq.bytes && socket->fd >= 0) {
 		struct iovec iov[RS_TX_IOV_MAX];
 		struct msghdr message = { .msg_iov = iov };
@@ -327,6 +338,53 @@ int rs_socket_push_to_kernel(struct rs_socket *socket)
 	if (!socket->txq.bytes)
 		queue_drained(socket);
 	return 0;
+}
+
+/* ---- TCP_CORK --------------------------------------------------------------- */
+
+/* nginx (tcp_nopush) corks a connection before each response and uncorks it
+ * after: two system calls per request, around bytes the shim queues and
+ * sends together anyway.  The shim keeps the application's setting and
+ * tells the kernel only what differs when queued bytes leave, so a cork and
+ * an uncork between two submissions cost nothing.  An uncork with nothing
+ * queued goes at once: the kernel may be holding bytes for it. */
+void rs_socket_sync_cork(struct rs_socket *socket)
+{
+	int saved_errno = errno, value;
+
+	if (!socket->cork_known || socket->cork_wanted == socket->cork_kernel || socket->fd < 0)
+		return;
+	value = socket->cork_wanted;
+	/* It cannot fail on a TCP socket with a valid int; if it did, the
+	 * cork would only change how bytes are split into segments. */
+	(void)REAL(setsockopt)(socket->fd, IPPROTO_TCP, TCP_CORK, &value, sizeof(value));
+	socket->cork_kernel = socket->cork_wanted;
+	errno = saved_errno;
+}
+
+long rs_socket_set_cork(struct rs_socket *socket, bool on)
+{
+	long result = 0;
+
+	pthread_mutex_lock(&socket->lock);
+	if (!socket->cork_known) {
+		/* The kernel's state is not ours to guess (a listener's cork
+		 * is inherited): the first call is real. */
+		int value = on;
+
+		if (REAL(setsockopt)(socket->fd, IPPROTO_TCP, TCP_CORK, &value, sizeof(value)) < 0) {
+			result = -errno;
+		} else {
+			socket->cork_known = true;
+			socket->cork_wanted = socket->cork_kernel = on;
+		}
+	} else {
+		socket->cork_wanted = on;
+		if (!on && !socket->txq.bytes && !socket->tx_in_flight)
+			rs_socket_sync_cork(socket);
+	}
+	pthread_mutex_unlock(&socket->lock);
+	return result;
 }
 
 /* ---- receiving ahead (event mode) ---------------------------------------- */

@@ -8,8 +8,8 @@
  *
  *   probe_client -p PORT [-6] SCENARIO
  *
- * SCENARIO: reset, halfclose, peek, zero, efault, closedpeer, dup, sendfile
- * or closerange.  Exits
+ * SCENARIO: reset, halfclose, peek, zero, efault, closedpeer, dup, sendfile,
+ * closerange or cork.  Exits
  * 1 if the server's replies are not the expected ones or take longer than
  * 10 s.
  */
@@ -208,6 +208,15 @@ int main(int argc, char **argv)
 		close_normally();
 	} else if (!strcmp(scenario, "sendfile")) {
 		expect("head\nbody\ntail\n");
+		send_text("ok");
+		close_normally();
+	} else if (!strcmp(scenario, "cork")) {
+		char rounds[101];
+
+		memset(rounds, 'r', 100);
+		rounds[100] = 0;
+		expect("head\nbody\ntail\n");
+		expect(rounds);
 		send_text("ok");
 		close_normally();
 	} else if (!strcmp(scenario, "closerange")) {

@@ -13,11 +13,13 @@
  * writes around shutdown), peek (MSG_PEEK, MSG_DONTWAIT, FIONREAD, O_NONBLOCK
  * and FIONBIO switched on and off on a blocking socket), zero (zero-length
  * calls), efault (bad buffers), closedpeer (writing after the peer closed),
- * dup (dup, dup2 and close of one of two descriptors of a socket).  File
+ * dup (dup, dup2 and close of one of two descriptors of a socket), sendfile,
+ * closerange, cork (TCP_CORK around writes, as nginx's tcp_nopush).  File
  * descriptor numbers never appear in the transcript: a shim may hold
  * descriptors of its own.  One connection at a time; runs until killed.
  */
 #include <linux/close_range.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
@@ -256,6 +258,57 @@ static void scenario_sendfile(int fd)
 	STEP("read(10) until the client closes", read(fd, buf, 10));
 }
 
+/* Records getsockopt(TCP_CORK) with a buffer of length bytes. */
+static void record_cork(const char *step, int fd, socklen_t length)
+{
+	unsigned char value[sizeof(int)] = { 0xff, 0xff, 0xff, 0xff };
+	long result = STEP(step, getsockopt(fd, IPPROTO_TCP, TCP_CORK, value, &length));
+
+	if (result == 0)
+		printf("%s: %s gave length %u, bytes %02x %02x %02x %02x\n", scenario, step,
+		       (unsigned)length, value[0], value[1], value[2], value[3]);
+	fflush(stdout);
+}
+
+/* TCP_CORK around writes and a sendfile, as nginx's tcp_nopush does, with
+ * bad lengths and pointers, and many rounds (the shim carries them; the
+ * test counts what reached the kernel). */
+static void scenario_cork(int fd)
+{
+	int on = 1, off = 0, seven = 7;
+	off_t offset = 0;
+	FILE *file = tmpfile();
+	char buf[16];
+	long n;
+
+	if (!file || fputs("body\n", file) == EOF || fflush(file) != 0)
+		die("tmpfile: %s", strerror(errno));
+	record_cork("getsockopt(TCP_CORK) at first", fd, sizeof(int));
+	STEP("setsockopt(TCP_CORK, 1)", setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on)));
+	record_cork("getsockopt(TCP_CORK) corked", fd, sizeof(int));
+	STEP("write(head)", write(fd, "head\n", 5));
+	STEP("sendfile(5)", sendfile(fd, fileno(file), &offset, 5));
+	STEP("setsockopt(TCP_CORK, 0)", setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off)));
+	record_cork("getsockopt(TCP_CORK) uncorked", fd, sizeof(int));
+	STEP("setsockopt(TCP_CORK, length 2)", setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, 2));
+	STEP("setsockopt(TCP_CORK, NULL)", setsockopt(fd, IPPROTO_TCP, TCP_CORK, NULL, sizeof(int)));
+	STEP("setsockopt(TCP_CORK, 7)", setsockopt(fd, IPPROTO_TCP, TCP_CORK, &seven, sizeof(seven)));
+	record_cork("getsockopt(TCP_CORK) of 7, length 1", fd, 1);
+	STEP("write(tail)", write(fd, "tail\n", 5));
+	STEP("setsockopt(TCP_CORK, 0) again", setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off)));
+	for (int round = 0; round < 100; round++) {
+		if (setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on)) ||
+		    write(fd, "r", 1) != 1 ||
+		    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off)))
+			die("cork round %d: %s", round, strerror(errno));
+	}
+	record_cork("getsockopt(TCP_CORK) after the rounds", fd, sizeof(int));
+	fclose(file);
+	n = STEP("recv(2, MSG_WAITALL)", recv(fd, buf, 2, MSG_WAITALL));
+	record_data("recv", buf, n);
+	STEP("read(10) until the client closes", read(fd, buf, 10));
+}
+
 /* Closes the socket itself, with close_range: the caller must not. */
 static void scenario_closerange(int fd)
 {
@@ -349,6 +402,8 @@ int main(int argc, char **argv)
 			fd = scenario_dup(fd);
 		else if (!strcmp(name, "sendfile"))
 			scenario_sendfile(fd);
+		else if (!strcmp(name, "cork"))
+			scenario_cork(fd);
 		else if (!strcmp(name, "closerange"))
 			fd = (scenario_closerange(fd), -1);
 		else
