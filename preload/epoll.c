@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -366,6 +367,153 @@ static int add_entry(struct rs_epoll *set, struct rs_socket *socket, int fd,
 	rs_socket_ref(socket);
 	rs_socket_want_receive(socket, lane);
 	pthread_mutex_unlock(&socket->lock);
+	return 0;
+}
+
+/* ---- a socket that finished connecting ------------------------------------ */
+
+/* The bits of an event mask that are not poll events (fs/eventpoll.c). */
+#define PRIVATE_BITS (EPOLLWAKEUP | EPOLLONESHOT | EPOLLET | EPOLLEXCLUSIVE)
+/* More sets than this to look through: the kernel keeps the socket. */
+#define TAKE_OVER_SETS_MAX 16
+
+struct kernel_registration {
+	struct rs_epoll *set;
+	struct epoll_event event;
+};
+
+/* Finds fd (that inode) in a kernel set, from the kernel's own account of
+ * it in /proc/self/fdinfo: every registration with its events and data,
+ * a one-shot entry's disarming included.  Returns 1 if found, 0 if not,
+ * or a negative errno. */
+static int find_kernel_registration(int set_fd, int fd, unsigned long inode,
+				    struct epoll_event *event)
+{
+	char path[64], buffer[8192];
+	size_t kept = 0;
+	int file, found = 0;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", set_fd);
+	file = open(path, O_RDONLY | O_CLOEXEC);
+	if (file < 0)
+		return -errno;
+	for (;;) {
+		ssize_t length = REAL(read)(file, buffer + kept, sizeof(buffer) - 1 - kept);
+		char *line, *end;
+
+		if (length < 0 && errno == EINTR)
+			continue;
+		if (length < 0) {
+			found = -errno;
+			break;
+		}
+		if (length == 0)
+			break;
+		kept += (size_t)length;
+		buffer[kept] = '\0';
+		for (line = buffer; (end = strchr(line, '\n')); line = end + 1) {
+			unsigned long long data;
+			long long position;
+			unsigned long line_inode;
+			unsigned events;
+			int target;
+
+			*end = '\0';
+			/* "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx ..." */
+			if (sscanf(line, "tfd: %d events: %x data: %llx pos:%lld ino:%lx", &target,
+				   &events, &data, &position, &line_inode) == 5 &&
+			    target == fd && line_inode == inode) {
+				event->events = events;
+				event->data.u64 = data;
+				found = 1;
+			}
+		}
+		kept = (size_t)(buffer + kept - line);
+		memmove(buffer, line, kept);
+		if (kept == sizeof(buffer) - 1)
+			kept = 0; /* no line is that long */
+	}
+	REAL(close)(file);
+	return found;
+}
+
+int rs_epoll_take_over(struct rs_socket *socket, struct rs_lane *lane)
+{
+	struct kernel_registration found[TAKE_OVER_SETS_MAX];
+	unsigned count = 0;
+	struct stat status;
+	int fd = socket->fd, ret = 0;
+
+	if (fstat(fd, &status) < 0)
+		return -errno;
+	/* Held throughout, so no set is closed or recycled meanwhile; the lock
+	 * order stays lane, sets, set, socket. */
+	pthread_mutex_lock(&sets_lock);
+	for (struct rs_epoll *set = live_sets; set && ret >= 0; set = set->next) {
+		struct epoll_event event;
+		int result = find_kernel_registration(set->fd, fd, (unsigned long)status.st_ino, &event);
+
+		if (result < 0)
+			ret = result;
+		else if (result && count == TAKE_OVER_SETS_MAX)
+			ret = -E2BIG;
+		else if (result)
+			found[count++] = (struct kernel_registration){ .set = set, .event = event };
+	}
+	/* Everything that could fail does so before anything moves. */
+	pthread_mutex_lock(&socket->lock);
+	if (ret >= 0 && count && rs_socket_enter_event_mode(socket) < 0)
+		ret = -ENOMEM;
+	pthread_mutex_unlock(&socket->lock);
+	for (unsigned i = 0; i < count && ret >= 0; i++) {
+		struct rs_epoll *set = found[i].set;
+
+		pthread_mutex_lock(&set->lock);
+		if (set->count + count > set->capacity) {
+			unsigned capacity = set->capacity ? set->capacity * 2 : 64;
+			struct entry *grown;
+
+			while (capacity < set->count + count)
+				capacity *= 2;
+			grown = realloc(set->entries, capacity * sizeof(*grown));
+			if (grown) {
+				set->entries = grown;
+				set->capacity = capacity;
+			} else {
+				ret = -ENOMEM;
+			}
+		}
+		pthread_mutex_unlock(&set->lock);
+	}
+	if (ret < 0) {
+		pthread_mutex_unlock(&sets_lock);
+		return ret;
+	}
+	pthread_mutex_lock(&socket->lock);
+	socket->kind = RS_SOCKET_CONNECTED;
+	pthread_mutex_unlock(&socket->lock);
+	for (unsigned i = 0; i < count; i++) {
+		struct rs_epoll *set = found[i].set;
+		struct epoll_event *event = &found[i].event;
+		struct entry *entry;
+
+		if (REAL(epoll_ctl)(set->fd, EPOLL_CTL_DEL, fd, NULL) < 0)
+			continue; /* gone meanwhile */
+		pthread_mutex_lock(&set->lock);
+		if (add_entry(set, socket, fd, event, lane) == 0) {
+			entry = &set->entries[set->count - 1];
+			/* The kernel reported the edges so far (the application
+			 * calls because it saw the connection complete): an
+			 * edge-triggered entry waits for the next one. */
+			if (event->events & EPOLLET)
+				entry->pending = false;
+			/* A one-shot entry that fired keeps no poll event. */
+			if (!(event->events & ~PRIVATE_BITS))
+				entry->disabled = true;
+		}
+		pthread_mutex_unlock(&set->lock);
+	}
+	pthread_mutex_unlock(&sets_lock);
 	return 0;
 }
 

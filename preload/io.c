@@ -104,6 +104,54 @@ static void fall_back(struct rs_socket *socket, struct rs_lane *lane, const char
 		strerror(-error));
 }
 
+/*
+ * A non-blocking connect (RINGSTEER_CLIENT=1) leaves the socket to the
+ * kernel until it is established: the first call on it after that (the
+ * SO_ERROR check that follows the writable event, a send, a receive)
+ * hands it to the shim, with the epoll registrations it made meanwhile.
+ * A connection that failed or is already closing stays the kernel's.
+ */
+static void finish_connecting_slowly(struct rs_socket *socket)
+{
+	int saved_errno = errno, ret = -ENOTCONN;
+	struct tcp_info info = { 0 };
+	socklen_t length = sizeof(info);
+	struct rs_lane *lane;
+
+	if (REAL(getsockopt)(socket->fd, IPPROTO_TCP, TCP_INFO, &info, &length) == 0 &&
+	    info.tcpi_state == TCP_SYN_SENT) {
+		errno = saved_errno;
+		return; /* still connecting: the kernel answers */
+	}
+	lane = rs_lane_get();
+	if (info.tcpi_state == TCP_ESTABLISHED && lane && !socket->app_fds &&
+	    !socket->has_timeouts) {
+		rs_lane_enter(lane);
+		ret = rs_epoll_take_over(socket, lane);
+		rs_lane_leave(lane);
+	}
+	if (ret == 0) {
+		RS_STAT_ADD(lane->stats, sockets_open, 1);
+		RS_STAT_ADD(lane->stats, sockets_total, 1);
+		socket->opened_stats = lane->stats;
+	} else {
+		if (ret != -ENOTCONN)
+			rs_debug("fd %d: cannot take the connected socket over (%s): the kernel keeps it",
+				 socket->fd, strerror(-ret));
+		pthread_mutex_lock(&socket->lock);
+		socket->kind = RS_SOCKET_CONNECTED;
+		socket->kernel_path = true;
+		pthread_mutex_unlock(&socket->lock);
+	}
+	errno = saved_errno;
+}
+
+static inline void finish_connecting(struct rs_socket *socket)
+{
+	if (unlikely(socket->kind == RS_SOCKET_CONNECTING))
+		finish_connecting_slowly(socket);
+}
+
 /* Makes sure the socket's queued bytes go out with the lane's next enter:
  * a receive on a socket usually waits for the answer to what was sent. */
 static void push_with_lane(struct rs_socket *socket, struct rs_lane *lane)
@@ -328,11 +376,13 @@ static long event_receive(struct rs_socket *socket, enum receive_kind kind, void
 static long receive(struct rs_socket *socket, enum receive_kind kind, void *buffer,
 		    size_t length, struct msghdr *message, int flags)
 {
-	struct rs_lane *lane = rs_lane_get();
+	struct rs_lane *lane;
 	long result = 0, total = 0;
 	bool ring_failed = false;
 	int error;
 
+	finish_connecting(socket);
+	lane = rs_lane_get();
 	if (socket->event_mode && !(flags & (MSG_OOB | MSG_ERRQUEUE)))
 		return event_receive(socket, kind, buffer, length, message, flags);
 	if (!lane || socket->kind != RS_SOCKET_CONNECTED || socket->nonblocking ||
@@ -596,6 +646,7 @@ static long queue_send(struct rs_socket *socket, const struct iovec *iov, int io
 
 	if (iovcnt < 0 || iovcnt > IOV_MAX)
 		return -EINVAL;
+	finish_connecting(socket);
 	total = iov_total(iov, iovcnt, &overflow);
 	if (overflow)
 		return -EINVAL;
@@ -827,6 +878,8 @@ static long sendfile_common(int out_fd, int in_fd, off_t *offset, size_t count, 
 
 	if (source)
 		rs_socket_unref(source); /* its bytes may be received ahead: the kernel's */
+	if (socket)
+		finish_connecting(socket);
 	if (socket && !source && (lane = rs_lane_get())) {
 		result = queue_file(socket, lane, in_fd, offset, count);
 		if (result != -ENOTSUP) {
@@ -1090,9 +1143,28 @@ long rs_connect(int fd, const struct sockaddr *address, socklen_t length)
 	struct rs_socket *socket;
 
 	rs_lane_flush_before_block();
-	if (REAL(connect)(fd, address, length) < 0)
-		return -errno;
-	if (rs_config.client && !rs_fd_get(fd)) {
+	if (REAL(connect)(fd, address, length) < 0) {
+		int error = errno;
+
+		if (error != EINPROGRESS || !rs_config.client || !rs_config.event_sockets)
+			return -error;
+		socket = rs_fd_get(fd);
+		if (!socket) {
+			/* Counted open once it is established and carried. */
+			socket = register_tcp(fd, RS_SOCKET_CONNECTING);
+			if (socket)
+				socket->opened_stats = NULL;
+		}
+		if (socket)
+			rs_socket_unref(socket);
+		errno = error;
+		return -error;
+	}
+	if (rs_config.client && (socket = rs_fd_get(fd))) {
+		/* A second connect saying the first one completed. */
+		finish_connecting(socket);
+		rs_socket_unref(socket);
+	} else if (rs_config.client) {
 		socket = register_tcp(fd, RS_SOCKET_CONNECTED);
 		if (socket) {
 			struct rs_lane *lane = rs_lane_get();
@@ -1253,6 +1325,11 @@ long rs_getsockopt(int fd, int level, int name, void *value, socklen_t *length)
 	}
 	if (REAL(getsockopt)(fd, level, name, value, length) < 0)
 		return -errno;
+	if (level == SOL_SOCKET && name == SO_ERROR && value && length &&
+	    *length >= (socklen_t)sizeof(int) && !*(int *)value && (socket = rs_fd_get(fd))) {
+		finish_connecting(socket);
+		rs_socket_unref(socket);
+	}
 	if (level != SOL_SOCKET || name != SO_ERROR || !value || !length ||
 	    *length < (socklen_t)sizeof(int) || *(int *)value || !(socket = rs_fd_get(fd)))
 		return 0;

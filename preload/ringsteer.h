@@ -288,7 +288,10 @@ void rs_lanes_exit(void);
 
 /* ---- sockets (sock.c) and the fd table (fdtable.c) ----------------------- */
 
-enum rs_socket_kind { RS_SOCKET_TCP, RS_SOCKET_LISTENER, RS_SOCKET_CONNECTED };
+/* RS_SOCKET_CONNECTING: a non-blocking connect in progress (RINGSTEER_CLIENT=1),
+ * carried by the kernel until the first call after it is established. */
+enum rs_socket_kind { RS_SOCKET_TCP, RS_SOCKET_LISTENER, RS_SOCKET_CONNECTED,
+		      RS_SOCKET_CONNECTING };
 
 #define RS_TX_IOV_MAX 64
 
@@ -537,6 +540,11 @@ int rs_epoll_init(void);
 void rs_epoll_kernel_poll_done(struct rs_epoll *set, int result);
 /* A closed socket leaves every emulated set it is in. */
 void rs_epoll_forget_socket(struct rs_socket *socket);
+/* A socket that finished connecting joins the shim: its registrations in
+ * the kernel sets (made while it was connecting) move into the sets' own
+ * lists, and it becomes RS_SOCKET_CONNECTED.  Lane entered, no lock held.
+ * On failure nothing has moved. */
+int rs_epoll_take_over(struct rs_socket *socket, struct rs_lane *lane);
 /* An fd number closes: if it was an emulated set, its state goes. */
 void rs_epoll_close(int fd);
 void rs_epoll_atfork_child(void);
