@@ -1323,6 +1323,39 @@ long rs_getsockopt(int fd, int level, int name, void *value, socklen_t *length)
 		settle_cork(socket);
 		rs_socket_unref(socket);
 	}
+	/* SO_ERROR of a socket the lane receives ahead on: any error of the
+	 * connection ends that receive, so the shim's own state is the
+	 * answer, as of its last look (nginx asks before every request on a
+	 * kept-alive upstream connection). */
+	if (level == SOL_SOCKET && name == SO_ERROR && !rs_bad_pointer(value) &&
+	    !rs_bad_pointer(length) && *length >= (socklen_t)sizeof(int) &&
+	    (socket = rs_fd_get(fd))) {
+		struct rs_lane *lane = rs_lane_get();
+		bool answered = false;
+
+		pthread_mutex_lock(&socket->lock);
+		if (lane && socket->kind == RS_SOCKET_CONNECTED && !socket->kernel_path &&
+		    socket->event_mode && socket->rx_in_flight && socket->fd >= 0) {
+			int error = 0;
+
+			if (socket->rx_error) {
+				error = -socket->rx_error;
+				socket->rx_error = 0;
+			} else if (socket->tx_error && socket->tx_error != -EPIPE) {
+				error = -socket->tx_error;
+				socket->tx_error = 0;
+			}
+			*(int *)value = error;
+			*length = sizeof(int);
+			answered = true;
+		}
+		pthread_mutex_unlock(&socket->lock);
+		rs_socket_unref(socket);
+		if (answered) {
+			RS_COUNT_CALL(lane);
+			return 0;
+		}
+	}
 	if (REAL(getsockopt)(fd, level, name, value, length) < 0)
 		return -errno;
 	if (level == SOL_SOCKET && name == SO_ERROR && value && length &&

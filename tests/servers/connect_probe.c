@@ -187,6 +187,7 @@ static void scenario_edge(void)
 	peer_answers(peer, "pong");
 	wait_events("epoll_wait for the reply", set, READY_TIMEOUT_MS);
 	read_reply(fd);
+	socket_error(fd);
 	STEP("read(16) when drained", read(fd, (char[16]){ 0 }, 16));
 	wait_events("epoll_wait with nothing new", set, IDLE_TIMEOUT_MS);
 	STEP("peer shutdown(SHUT_WR)", shutdown(peer, SHUT_WR));
