@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 #
 # make bench: unmodified servers plain and under the ringsteer shim, side by
-# side in one run.  Four workloads (WORKLOADS selects among them):
+# side in one run.  Five workloads (WORKLOADS selects among them):
 #   blocking  a blocking echo server at 1 and 50 connections (issue 2)
 #   epoll     tools/bench/echo_epoll, a level-triggered epoll echo server, at
 #             1, 50 and 500 connections, plus tools/bench/echo_uring (written
@@ -10,6 +10,9 @@
 #   redis     redis-server under redis-benchmark GET and SET, 50 connections
 #   nginx     nginx with 4 workers serving a small static file over keep-alive
 #             connections to wrk
+#   proxy     the same nginx as a reverse proxy (upstream connections kept
+#             alive, RINGSTEER_CLIENT=1) in front of a plain nginx serving
+#             the file; only the proxy is measured
 # Each run starts a fresh server, warms it up, and then measures over one
 # interval: requests/s and latency from the client, server CPU time from
 # /proc (utime+stime of the server and all its descendants, reaped ones
@@ -26,7 +29,7 @@
 #
 # Environment:
 #   QUICK=1          short runs (2 s, one repetition) to check the harness
-#   WORKLOADS="blocking epoll redis nginx"  what to run
+#   WORKLOADS="blocking epoll redis nginx proxy"  what to run
 #   DURATION=S       measured seconds per run (default 5; QUICK: 2)
 #   WARMUP=S         warm-up seconds per run (default 1; QUICK: 0.5)
 #   REPEAT=N         blocking runs per configuration (default 6; QUICK: 1):
@@ -83,7 +86,7 @@ else
 	DURATION=${DURATION:-5}; WARMUP=${WARMUP:-1}; REPEAT=${REPEAT:-6}; EVENT_REPEAT=${EVENT_REPEAT:-6}
 	REDIS_REQUESTS=${REDIS_REQUESTS:-300000}
 fi
-WORKLOADS=${WORKLOADS:-"blocking epoll redis nginx"}
+WORKLOADS=${WORKLOADS:-"blocking epoll redis nginx proxy"}
 CONNECTIONS=${CONNECTIONS:-"1 50"}
 EVENT_CONNECTIONS=${EVENT_CONNECTIONS:-"1 50 500"}
 EPOLL_THREADS=${EPOLL_THREADS:-1}
@@ -136,8 +139,8 @@ for connections in $EVENT_CONNECTIONS; do
 done
 for workload in $WORKLOADS; do
 	case $workload in
-	blocking | epoll | redis | nginx) ;;
-	*) fail "WORKLOADS='$WORKLOADS': unknown workload $workload (blocking, epoll, redis, nginx)" ;;
+	blocking | epoll | redis | nginx | proxy) ;;
+	*) fail "WORKLOADS='$WORKLOADS': unknown workload $workload (blocking, epoll, redis, nginx, proxy)" ;;
 	esac
 done
 wanted() { [[ " $WORKLOADS " == *" $1 "* ]]; }
@@ -171,8 +174,8 @@ need_commands() {
 	done
 }
 wanted redis && need_commands redis-server redis-benchmark redis-cli
-wanted nginx && need_commands nginx wrk curl
-{ wanted redis || wanted nginx; } && need_commands ss
+{ wanted nginx || wanted proxy; } && need_commands nginx wrk curl
+{ wanted redis || wanted nginx || wanted proxy; } && need_commands ss
 
 if [ -n "$SHIM_LIB" ]; then
 	[ -f "$SHIM_LIB" ] || fail "$SHIM_LIB is not built: run make, or set SHIM_LIB= to run plain against plain"
@@ -769,8 +772,51 @@ write_nginx_config() {
 		for variable in client_body proxy fastcgi uwsgi scgi; do
 			printf '    %s_temp_path %s/%s_temp;\n' "$variable" "$NGINX_DIR" "$variable"
 		done
-		printf '    server {\n        listen 127.0.0.1:%s;\n        root %s/html;\n    }\n}\n' "$port" "$NGINX_DIR"
+		if [ -n "${NGINX_UPSTREAM_PORT:-}" ]; then
+			# A reverse proxy with upstream connections kept alive,
+			# as many as the clients can use at once.
+			printf '    upstream backend {\n        server 127.0.0.1:%s;\n        keepalive %s;\n    }\n' \
+				"$NGINX_UPSTREAM_PORT" $((NGINX_CONNECTIONS * 2))
+			printf '    server {\n        listen 127.0.0.1:%s;\n        location / {\n' "$port"
+			printf '            proxy_pass http://backend;\n            proxy_http_version 1.1;\n'
+			printf '            proxy_set_header Connection "";\n        }\n    }\n}\n'
+		else
+			printf '    server {\n        listen 127.0.0.1:%s;\n        root %s/html;\n    }\n}\n' "$port" "$NGINX_DIR"
+		fi
 	} >"$NGINX_DIR/nginx.conf"
+}
+
+# The proxy workload's backend: a plain nginx (one worker, never measured)
+# serving the same file from a directory of its own.  Sets BACKEND_PID and
+# NGINX_UPSTREAM_PORT.
+start_backend() {
+	local directory=$WORK/nginx-backend port
+	mkdir -p "$directory/logs" || return 1
+	port=$(free_port) || return 1
+	{
+		printf 'worker_processes 1;\ndaemon off;\nmaster_process on;\n'
+		printf 'pid %s/nginx.pid;\nerror_log %s/logs/error.log warn;\n' "$directory" "$directory"
+		printf 'events { worker_connections 4096; }\nhttp {\n    access_log off;\n    sendfile on;\n'
+		printf '    keepalive_timeout 120s;\n    keepalive_requests 100000000;\n'
+		printf '    open_file_cache max=1000 inactive=120s;\n'
+		for variable in client_body proxy fastcgi uwsgi scgi; do
+			printf '    %s_temp_path %s/%s_temp;\n' "$variable" "$directory" "$variable"
+		done
+		printf '    server {\n        listen 127.0.0.1:%s;\n        root %s/html;\n    }\n}\n' "$port" "$NGINX_DIR"
+	} >"$directory/nginx.conf"
+	nginx -p "$directory" -c "$directory/nginx.conf" -e "$directory/logs/error.log" \
+		>"$RUN_DIR/proxy-backend.out" 2>"$RUN_DIR/proxy-backend.err" &
+	BACKEND_PID=$!
+	NGINX_UPSTREAM_PORT=$port
+	wait_for_server 10 nginx_serves_file "http://127.0.0.1:$port/file.bin"
+}
+
+stop_backend() {
+	[ -n "${BACKEND_PID:-}" ] || return 0
+	kill "$BACKEND_PID" 2>/dev/null
+	wait "$BACKEND_PID" 2>/dev/null
+	BACKEND_PID=
+	NGINX_UPSTREAM_PORT=
 }
 
 # Fetches the file and compares it byte for byte with the original.
@@ -790,15 +836,20 @@ wrk_microseconds() {
 }
 
 # One nginx run with wrk over keep-alive connections: every response 2xx, no
-# socket error, and the file fetched whole before and after.
+# socket error, and the file fetched whole before and after.  WORKLOAD is
+# nginx (static files), or proxy (nginx as a reverse proxy in front of the
+# backend, with RINGSTEER_CLIENT=1 so that the shim also carries the
+# upstream connections).
 run_nginx() {
-	local config=$1 repetition=$2
-	local name=nginx-$config-r$repetition status=0 port url
+	local config=$1 repetition=$2 workload=${3:-nginx}
+	local name=$workload-$config-r$repetition status=0 port url
+	local -a launcher=()
 	port=$(free_port) || { say "bench: $name: no free port"; return 1; }
 	url=http://127.0.0.1:$port/file.bin
 	write_nginx_config "$port"
+	[ "$workload" = proxy ] && launcher=(env RINGSTEER_CLIENT=1)
 	launch_server "$config" "$RUN_DIR/$name.server.out" "$RUN_DIR/$name.server.err" \
-		nginx -p "$NGINX_DIR" -c "$NGINX_DIR/nginx.conf" -e "$NGINX_DIR/logs/error.log"
+		"${launcher[@]}" nginx -p "$NGINX_DIR" -c "$NGINX_DIR/nginx.conf" -e "$NGINX_DIR/logs/error.log"
 	if ! wait_for_server 10 nginx_serves_file "$url"; then
 		say "bench: $name: nginx did not serve the file: $(tail -n 5 "$RUN_DIR/$name.server.err" "$NGINX_DIR/logs/error.log")"
 		finish_server "$name"
@@ -847,10 +898,10 @@ run_nginx() {
 	cat "$NGINX_DIR/logs/error.log" >>"$RUN_DIR/$name.server.err" 2>/dev/null
 	: >"$NGINX_DIR/logs/error.log"
 	[ "$status" = 0 ] || return 1
-	record_event nginx "$config" "$NGINX_CONNECTIONS" "$repetition" "$MEASURED_CPU_SECONDS" \
+	record_event "$workload" "$config" "$NGINX_CONNECTIONS" "$repetition" "$MEASURED_CPU_SECONDS" \
 		"$MEASURED_SYSCALLS" "$MEASURED_SHIM" "$result"
-	note_commands nginx "$config" "$NGINX_CONNECTIONS" "${wrk[@]}" -d "${duration_seconds}s"
-	note_latency nginx "$config" "$NGINX_CONNECTIONS" "$repetition" wrk "$name.client.out"
+	note_commands "$workload" "$config" "$NGINX_CONNECTIONS" "${wrk[@]}" -d "${duration_seconds}s"
+	note_latency "$workload" "$config" "$NGINX_CONNECTIONS" "$repetition" wrk "$name.client.out"
 }
 
 # Medians over repetitions, ratios and targets, as a markdown table.
@@ -1098,6 +1149,7 @@ fi
 wanted epoll && runs=$((runs + 3 * EVENT_REPEAT * $(count_words "$EVENT_CONNECTIONS")))
 wanted redis && runs=$((runs + 4 * EVENT_REPEAT))
 wanted nginx && runs=$((runs + 2 * EVENT_REPEAT))
+wanted proxy && runs=$((runs + 2 * EVENT_REPEAT))
 say "bench: $WORKLOADS: plain vs $SHIM_LABEL, $runs runs of ${WARMUP}s warm-up + ${DURATION}s; results in $RUN_DIR"
 {
 	printf 'date=%s server=%s server_args=%s shim_lib=%s duration=%s warmup=%s repeat=%s size=%s loadgen_threads=%s pin=%s perf=%s\n' \
@@ -1166,6 +1218,21 @@ if wanted nginx; then
 			run_nginx "$config" "$repetition" || failures=$((failures + 1))
 		done
 	done
+fi
+if wanted proxy; then
+	say "bench: proxy: nginx ($NGINX_WORKERS workers) as a reverse proxy with kept-alive upstream connections to a plain nginx, $NGINX_FILE_SIZE-byte file, wrk with $NGINX_CONNECTIONS connections"
+	[ -n "${NGINX_DIR:-}" ] || prepare_nginx || fail "cannot prepare the nginx document root in $WORK"
+	if start_backend; then
+		for repetition in $(seq "$EVENT_REPEAT"); do
+			for config in $(ordered "$repetition" plain shim); do
+				run_nginx "$config" "$repetition" proxy || failures=$((failures + 1))
+			done
+		done
+	else
+		say "bench: proxy: the backend nginx did not serve the file: $(tail -n 3 "$RUN_DIR/proxy-backend.err")"
+		failures=$((failures + 1))
+	fi
+	stop_backend
 fi
 
 [ -s "$RUN_DIR/runs.tsv" ] || [ -s "$RUN_DIR/events.tsv" ] || fail "no run succeeded"
