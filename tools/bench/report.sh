@@ -5,10 +5,11 @@
 # It runs tools/bench/run.sh (blocking echo, epoll echo, redis, nginx
 # serving and proxying; plain, under the shim and native) and
 # tools/bench/steer_bench.sh (connection steering, as root), each into a
-# directory of its own inside the report's directory, then writes report.md there: the machine it ran on, every
-# table of both scripts with the commands that produced it, and PNG plots
-# made with gnuplot: the latency distribution of each configuration and
-# the per-worker connection placement under skewed load.
+# directory of its own inside the report's directory, then writes report.md
+# there: the machine it ran on, every table of both scripts with the
+# commands that produced it, and PNG plots made with gnuplot: the latency
+# distribution of each configuration and the per-worker connection
+# placement under skewed load.
 #
 #   tools/bench/report.sh                run both, then write the report
 #   tools/bench/report.sh --render DIR   write DIR/report.md and its plots
