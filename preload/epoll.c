@@ -579,6 +579,12 @@ long rs_epoll_ctl(int set_fd, int op, int fd, struct epoll_event *event)
 
 		if (inner && fd != set_fd && (op == EPOLL_CTL_DEL || !rs_bad_pointer(event)))
 			return control_nested(set_fd, op, inner, event);
+		/* A socket may join a set before its connect (nginx's
+		 * upstreams): the set must be one the shim knows when the
+		 * socket is taken over, even one inherited across exec. */
+		if (rs_config.client && op == EPOLL_CTL_ADD && rs_config.event_sockets &&
+		    !set_lookup(set_fd))
+			set_adopt(set_fd);
 		return kernel_result(REAL(epoll_ctl)(set_fd, op, fd, event));
 	}
 	lane = rs_lane_get();
