@@ -374,8 +374,10 @@ static int add_entry(struct rs_epoll *set, struct rs_socket *socket, int fd,
 
 /* The bits of an event mask that are not poll events (fs/eventpoll.c). */
 #define PRIVATE_BITS (EPOLLWAKEUP | EPOLLONESHOT | EPOLLET | EPOLLEXCLUSIVE)
-/* More sets than this to look through: the kernel keeps the socket. */
+/* More registrations than this, or more sets to look through (three
+ * system calls each), and the kernel keeps the socket. */
 #define TAKE_OVER_SETS_MAX 16
+#define TAKE_OVER_LOOKS_MAX 64
 
 struct kernel_registration {
 	struct rs_epoll *set;
@@ -440,7 +442,7 @@ static int find_kernel_registration(int set_fd, int fd, unsigned long inode,
 int rs_epoll_take_over(struct rs_socket *socket, struct rs_lane *lane)
 {
 	struct kernel_registration found[TAKE_OVER_SETS_MAX];
-	unsigned count = 0;
+	unsigned count = 0, looked = 0;
 	struct stat status;
 	int fd = socket->fd, ret = 0;
 
@@ -451,7 +453,13 @@ int rs_epoll_take_over(struct rs_socket *socket, struct rs_lane *lane)
 	pthread_mutex_lock(&sets_lock);
 	for (struct rs_epoll *set = live_sets; set && ret >= 0; set = set->next) {
 		struct epoll_event event;
-		int result = find_kernel_registration(set->fd, fd, (unsigned long)status.st_ino, &event);
+		int result;
+
+		if (++looked > TAKE_OVER_LOOKS_MAX) {
+			ret = -E2BIG;
+			break;
+		}
+		result = find_kernel_registration(set->fd, fd, (unsigned long)status.st_ino, &event);
 
 		if (result < 0)
 			ret = result;

@@ -1146,6 +1146,13 @@ long rs_connect(int fd, const struct sockaddr *address, socklen_t length)
 	if (REAL(connect)(fd, address, length) < 0) {
 		int error = errno;
 
+		if (error == EISCONN && rs_config.client && (socket = rs_fd_get(fd))) {
+			/* Asking again whether the connect completed. */
+			finish_connecting(socket);
+			rs_socket_unref(socket);
+			errno = error;
+			return -error;
+		}
 		if (error != EINPROGRESS || !rs_config.client || !rs_config.event_sockets)
 			return -error;
 		socket = rs_fd_get(fd);

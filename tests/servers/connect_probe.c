@@ -12,6 +12,7 @@
  * The process plays both ends.  Its listener has a receive timeout, which
  * the accepted sockets inherit, so the shim leaves the accepted end to the
  * kernel: the bytes through the shim's ring are the connecting end's.
+ * Scenarios: edge, level, refused, poll, oneshot, twosets, again.
  * Nothing printed depends on timing: each wait that follows an action
  * waits for it (5 s at most), short timeouts only where nothing can come.
  */
@@ -263,6 +264,28 @@ static void scenario_poll(void)
 	close(peer);
 }
 
+/* A program that asks connect again whether the first one completed. */
+static void scenario_again(void)
+{
+	int set = epoll_create1(EPOLL_CLOEXEC), fd = start_connect(), peer;
+
+	add(set, fd, EPOLLIN | EPOLLET, 13);
+	connect_now(fd, &listener_address);
+	peer = accept_peer();
+	poll_events("poll(POLLOUT) for the connection", fd, POLLOUT, READY_TIMEOUT_MS);
+	STEP("connect again", connect(fd, (const struct sockaddr *)&listener_address,
+				      sizeof(listener_address)));
+	STEP("connect a third time", connect(fd, (const struct sockaddr *)&listener_address,
+					     sizeof(listener_address)));
+	STEP("write(ping)", write(fd, "ping", 4));
+	peer_answers(peer, "pong");
+	wait_events("epoll_wait for the reply", set, READY_TIMEOUT_MS);
+	read_reply(fd);
+	STEP("close", close(fd));
+	close(peer);
+	close(set);
+}
+
 /* A one-shot registration that fired before the socket joined the shim
  * stays disarmed there until EPOLL_CTL_MOD. */
 static void scenario_oneshot(void)
@@ -316,6 +339,7 @@ static const struct { const char *name; void (*run)(void); } scenarios[] = {
 	{ "edge", scenario_edge },       { "level", scenario_level },
 	{ "refused", scenario_refused }, { "poll", scenario_poll },
 	{ "oneshot", scenario_oneshot }, { "twosets", scenario_two_sets },
+	{ "again", scenario_again },
 };
 
 static void run_scenario(const char *name)
