@@ -240,7 +240,8 @@ void rs_epoll_close(int fd)
 
 			rs_lane_enter(lane);
 			sqe = rs_lane_sqe(lane);
-			io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)&set->kernel_poll_op);
+			/* A cancel, not a poll remove (see disarm in poll.c). */
+			io_uring_prep_cancel(sqe, &set->kernel_poll_op, 0);
 			io_uring_sqe_set_data(sqe, NULL);
 			rs_lane_leave(lane);
 		}

@@ -139,7 +139,12 @@ static int gather(struct pollfd *fds, nfds_t count, struct slot *slots, struct r
 }
 
 /* The polls that did not fire are cancelled, and their completions reaped,
- * before the slots (on our stack or heap) go away. */
+ * before the slots (on our stack or heap) go away.  With an async cancel,
+ * not a poll remove: a poll whose wake-up is being handled refuses a
+ * remove (EALREADY), and if that wake-up was spurious (a listener shared
+ * with another process, which took the connection) it goes back to
+ * waiting, and its completion would never come.  A cancel marks it, and
+ * it completes either way. */
 static void disarm(struct slot *slots, nfds_t count, struct rs_lane *lane)
 {
 	bool waiting = false;
@@ -150,7 +155,7 @@ static void disarm(struct slot *slots, nfds_t count, struct rs_lane *lane)
 		if (!slots[i].armed || slots[i].op.done)
 			continue;
 		sqe = rs_lane_sqe(lane);
-		io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)&slots[i].op);
+		io_uring_prep_cancel(sqe, &slots[i].op, 0);
 		io_uring_sqe_set_data(sqe, NULL);
 		waiting = true;
 	}
