@@ -17,6 +17,8 @@ trace=$TEST_TMP/setsockopt.strace
 start_server --wrap strace -f -qq -e trace=setsockopt -o "$trace" -- errno_probe
 server=$(pgrep -P "$SERVER_PID" | head -n 1)
 [ -n "$server" ] || fail "no errno_probe under strace (pid $SERVER_PID)"
+# Stopped first on any exit: strace then ends by itself.
+BACKGROUND_PIDS+=("$server")
 run_client cork probe_client -p "$PORT" cork
 tries=0
 until grep -q '^cork: end$' "$SERVER_OUT"; do
