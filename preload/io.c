@@ -1319,71 +1319,74 @@ long rs_shutdown(int fd, int how)
 	return kernel_result(REAL(shutdown)(fd, how));
 }
 
-/* SO_ERROR: an error the shim took from the connection (a reset met by a
- * receive ahead, a deferred send's failure) is the socket's pending error,
- * reported and cleared as the kernel does. */
+/* The connection's pending error as the shim took it (a reset met by a
+ * receive ahead, a deferred send's failure), cleared as reading SO_ERROR
+ * clears it; 0 if none.  Socket locked. */
+static int take_pending_error(struct rs_socket *socket)
+{
+	int error = -socket->rx_error;
+
+	if (error) {
+		socket->rx_error = 0;
+		return error;
+	}
+	return -take_send_error(socket, true);
+}
+
+/* SO_ERROR of an accelerated socket, value and length checked.  While the
+ * lane receives ahead on it, any error of the connection ends that
+ * receive, so the shim's own state is the answer, as of its last look
+ * (nginx asks before every request on a kept-alive upstream connection).
+ * Otherwise the kernel answers, and an error the shim took meanwhile is
+ * the socket's pending error, reported and cleared as the kernel does. */
+static long socket_error(struct rs_socket *socket, int fd, int *value, socklen_t *length)
+{
+	struct rs_lane *lane = rs_lane_get();
+	bool received_ahead;
+	int error;
+
+	pthread_mutex_lock(&socket->lock);
+	received_ahead = lane && socket->kind == RS_SOCKET_CONNECTED && !socket->kernel_path &&
+			 socket->event_mode && socket->rx_in_flight && socket->fd >= 0;
+	if (received_ahead) {
+		*value = take_pending_error(socket);
+		*length = sizeof(int);
+	}
+	pthread_mutex_unlock(&socket->lock);
+	if (received_ahead) {
+		RS_COUNT_CALL(lane);
+		return 0;
+	}
+	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_ERROR, value, length) < 0)
+		return -errno;
+	if (*value)
+		return 0;
+	finish_connecting(socket);
+	pthread_mutex_lock(&socket->lock);
+	error = take_pending_error(socket);
+	if (error)
+		*value = error;
+	pthread_mutex_unlock(&socket->lock);
+	return 0;
+}
+
 long rs_getsockopt(int fd, int level, int name, void *value, socklen_t *length)
 {
 	struct rs_socket *socket;
 
+	if (level == SOL_SOCKET && name == SO_ERROR && !rs_bad_pointer(value) &&
+	    !rs_bad_pointer(length) && *length >= (socklen_t)sizeof(int) &&
+	    (socket = rs_fd_get(fd))) {
+		long result = socket_error(socket, fd, value, length);
+
+		rs_socket_unref(socket);
+		return result;
+	}
 	if (level == IPPROTO_TCP && name == TCP_CORK && (socket = rs_fd_get(fd))) {
 		settle_cork(socket);
 		rs_socket_unref(socket);
 	}
-	/* SO_ERROR of a socket the lane receives ahead on: any error of the
-	 * connection ends that receive, so the shim's own state is the
-	 * answer, as of its last look (nginx asks before every request on a
-	 * kept-alive upstream connection). */
-	if (level == SOL_SOCKET && name == SO_ERROR && !rs_bad_pointer(value) &&
-	    !rs_bad_pointer(length) && *length >= (socklen_t)sizeof(int) &&
-	    (socket = rs_fd_get(fd))) {
-		struct rs_lane *lane = rs_lane_get();
-		bool answered = false;
-
-		pthread_mutex_lock(&socket->lock);
-		if (lane && socket->kind == RS_SOCKET_CONNECTED && !socket->kernel_path &&
-		    socket->event_mode && socket->rx_in_flight && socket->fd >= 0) {
-			int error = 0;
-
-			if (socket->rx_error) {
-				error = -socket->rx_error;
-				socket->rx_error = 0;
-			} else if (socket->tx_error && socket->tx_error != -EPIPE) {
-				error = -socket->tx_error;
-				socket->tx_error = 0;
-			}
-			*(int *)value = error;
-			*length = sizeof(int);
-			answered = true;
-		}
-		pthread_mutex_unlock(&socket->lock);
-		rs_socket_unref(socket);
-		if (answered) {
-			RS_COUNT_CALL(lane);
-			return 0;
-		}
-	}
-	if (REAL(getsockopt)(fd, level, name, value, length) < 0)
-		return -errno;
-	if (level == SOL_SOCKET && name == SO_ERROR && value && length &&
-	    *length >= (socklen_t)sizeof(int) && !*(int *)value && (socket = rs_fd_get(fd))) {
-		finish_connecting(socket);
-		rs_socket_unref(socket);
-	}
-	if (level != SOL_SOCKET || name != SO_ERROR || !value || !length ||
-	    *length < (socklen_t)sizeof(int) || *(int *)value || !(socket = rs_fd_get(fd)))
-		return 0;
-	pthread_mutex_lock(&socket->lock);
-	if (socket->rx_error) {
-		*(int *)value = -socket->rx_error;
-		socket->rx_error = 0;
-	} else if (socket->tx_error && socket->tx_error != -EPIPE) {
-		*(int *)value = -socket->tx_error;
-		socket->tx_error = 0;
-	}
-	pthread_mutex_unlock(&socket->lock);
-	rs_socket_unref(socket);
-	return 0;
+	return kernel_result(REAL(getsockopt)(fd, level, name, value, length));
 }
 
 long rs_setsockopt(int fd, int level, int name, const void *value, socklen_t length)
