@@ -335,20 +335,31 @@ static int find_entry(struct rs_epoll *set, int fd)
 	return -1;
 }
 
+/* Room for more entries in the interest list; set locked. */
+static int reserve_entries(struct rs_epoll *set, unsigned more)
+{
+	unsigned capacity = set->capacity ? set->capacity : 64;
+	struct entry *grown;
+
+	if (set->count + more <= set->capacity)
+		return 0;
+	while (capacity < set->count + more)
+		capacity *= 2;
+	grown = realloc(set->entries, capacity * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	set->entries = grown;
+	set->capacity = capacity;
+	return 0;
+}
+
 static int add_entry(struct rs_epoll *set, struct rs_socket *socket, int fd,
 		     const struct epoll_event *event, struct rs_lane *lane)
 {
 	struct entry *entry;
 
-	if (set->count == set->capacity) {
-		unsigned capacity = set->capacity ? set->capacity * 2 : 64;
-		struct entry *grown = realloc(set->entries, capacity * sizeof(*grown));
-
-		if (!grown)
-			return -ENOMEM;
-		set->entries = grown;
-		set->capacity = capacity;
-	}
+	if (reserve_entries(set, 1) < 0)
+		return -ENOMEM;
 	pthread_mutex_lock(&socket->lock);
 	if (rs_socket_enter_event_mode(socket) < 0) {
 		pthread_mutex_unlock(&socket->lock);
@@ -478,20 +489,7 @@ int rs_epoll_take_over(struct rs_socket *socket, struct rs_lane *lane)
 		struct rs_epoll *set = found[i].set;
 
 		pthread_mutex_lock(&set->lock);
-		if (set->count + count > set->capacity) {
-			unsigned capacity = set->capacity ? set->capacity * 2 : 64;
-			struct entry *grown;
-
-			while (capacity < set->count + count)
-				capacity *= 2;
-			grown = realloc(set->entries, capacity * sizeof(*grown));
-			if (grown) {
-				set->entries = grown;
-				set->capacity = capacity;
-			} else {
-				ret = -ENOMEM;
-			}
-		}
+		ret = reserve_entries(set, count);
 		pthread_mutex_unlock(&set->lock);
 	}
 	if (ret < 0) {
