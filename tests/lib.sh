@@ -428,6 +428,30 @@ assert_carried_all() {
 	fi
 }
 
+# run_probe LABEL SECONDS COMMAND...: runs a test program that plays both
+# ends of its connections (a probe), at most SECONDS, with its stdout in
+# $TEST_TMP/LABEL.out and its stderr in $TEST_TMP/LABEL.err; fails on a
+# non-zero exit or a sanitizer report.
+run_probe() {
+	local label=$1 seconds=$2 rc=0
+	shift 2
+	timeout -k 5 "$seconds" "$@" >"$TEST_TMP/$label.out" 2>"$TEST_TMP/$label.err" || rc=$?
+	check_sanitizers "$TEST_TMP/$label.err"
+	[ $rc = 0 ] || fail "the probe ($label) exited with status $rc: $(tail -n 5 "$TEST_TMP/$label.out" "$TEST_TMP/$label.err" | tr '\n' ';')"
+}
+
+# check_fetched ROOT DIRECTORY FILE...: every FILE fetched into DIRECTORY
+# is there and equals its original under ROOT (sha256).
+check_fetched() {
+	local root=$1 directory=$2 file
+	shift 2
+	for file in "$@"; do
+		[ -e "$directory/$file" ] || fail "curl did not fetch $file"
+		[ "$(sha256sum <"$directory/$file")" = "$(sha256sum <"$root/$file")" ] ||
+			fail "$file fetched into $directory differs from the original ($(stat -c %s "$directory/$file") of $(stat -c %s "$root/$file") bytes)"
+	done
+}
+
 # ---- event-loop servers ------------------------------------------------------
 
 server_stdout() {

@@ -16,22 +16,14 @@
 PROBE=$SERVERS/connect_probe
 need_program "$PROBE"
 
-run_probe() {
-	local mode=$1 rc=0
-	shift
-	timeout -k 5 60 env "$@" "$PROBE" >"$TEST_TMP/$mode.out" 2>"$TEST_TMP/$mode.err" || rc=$?
-	check_sanitizers "$TEST_TMP/$mode.err"
-	[ $rc = 0 ] || fail "the probe ($mode) exited with status $rc: $(tail -n 5 "$TEST_TMP/$mode.err" | tr '\n' ';')"
-}
-
-run_probe plain
+run_probe plain 60 "$PROBE"
 scenarios=$(grep -c ': end$' "$TEST_TMP/plain.out")
 [ "$scenarios" -ge 7 ] || fail "the probe finished only $scenarios scenarios on the plain kernel"
 if shim_enabled; then
-	run_probe shim RINGSTEER_CLIENT=1 RINGSTEER_STATS_DIR="$STATS_DIR" RINGSTEER_STATS_KEEP=1 \
-		LD_PRELOAD="$SHIM"
+	run_probe shim 60 env RINGSTEER_CLIENT=1 RINGSTEER_STATS_DIR="$STATS_DIR" \
+		RINGSTEER_STATS_KEEP=1 LD_PRELOAD="$SHIM" "$PROBE"
 else
-	run_probe shim RINGSTEER_CLIENT=1
+	run_probe shim 60 env RINGSTEER_CLIENT=1 "$PROBE"
 fi
 if ! diff -u "$TEST_TMP/plain.out" "$TEST_TMP/shim.out"; then
 	fail "the connect transcript under the shim differs from the plain kernel's"

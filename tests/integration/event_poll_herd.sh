@@ -18,10 +18,7 @@ need_program "$PROBE"
 environment=(RINGSTEER_STATS_DIR="$STATS_DIR" RINGSTEER_STATS_KEEP=1)
 shim_enabled && environment+=(LD_PRELOAD="$SHIM")
 for run in 1 2 3; do
-	rc=0
-	timeout -k 5 60 env "${environment[@]}" "$PROBE" 4 >"$TEST_TMP/run-$run.out" 2>"$TEST_TMP/run-$run.err" || rc=$?
-	check_sanitizers "$TEST_TMP/run-$run.err"
-	[ $rc = 0 ] || fail "run $run exited with status $rc: $(cat "$TEST_TMP/run-$run.out" "$TEST_TMP/run-$run.err" | tail -n 5 | tr '\n' ';')"
+	run_probe "run-$run" 60 env "${environment[@]}" "$PROBE" 4
 	note "run $run: $(tr '\n' ';' <"$TEST_TMP/run-$run.out")"
 done
 if shim_enabled; then

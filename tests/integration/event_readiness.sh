@@ -21,21 +21,13 @@ need_program "$PROBE"
 # The probe holds more than FD_SETSIZE descriptors at one point.
 raise_descriptor_limit 4096
 
-run_probe() {
-	local mode=$1 rc=0
-	shift
-	timeout -k 5 120 env "$@" "$PROBE" >"$TEST_TMP/$mode.out" 2>"$TEST_TMP/$mode.err" || rc=$?
-	check_sanitizers "$TEST_TMP/$mode.err"
-	[ $rc = 0 ] || fail "the probe ($mode) exited with status $rc: $(tail -n 5 "$TEST_TMP/$mode.err" | tr '\n' ';')"
-}
-
-run_probe plain RINGSTEER_STATS_DIR="$STATS_DIR"
+run_probe plain 120 env RINGSTEER_STATS_DIR="$STATS_DIR" "$PROBE"
 scenarios=$(grep -c ': end$' "$TEST_TMP/plain.out")
 [ "$scenarios" -ge 17 ] || fail "the probe finished only $scenarios scenarios on the plain kernel"
 if shim_enabled; then
-	run_probe shim RINGSTEER_STATS_DIR="$STATS_DIR" RINGSTEER_STATS_KEEP=1 LD_PRELOAD="$SHIM"
+	run_probe shim 120 env RINGSTEER_STATS_DIR="$STATS_DIR" RINGSTEER_STATS_KEEP=1 LD_PRELOAD="$SHIM" "$PROBE"
 else
-	run_probe shim RINGSTEER_STATS_DIR="$STATS_DIR"
+	run_probe shim 120 env RINGSTEER_STATS_DIR="$STATS_DIR" "$PROBE"
 fi
 if ! diff -u "$TEST_TMP/plain.out" "$TEST_TMP/shim.out"; then
 	fail "the readiness transcript under the shim differs from the plain kernel's"

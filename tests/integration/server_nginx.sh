@@ -83,16 +83,6 @@ while [ "$(ps -o pid= --ppid "$SERVER_PID" | wc -l)" -lt 4 ]; do
 done
 note "nginx workers: $(ps -o pid=,user= --ppid "$SERVER_PID" | tr -s ' \n' ' ')"
 
-# check_fetched DIRECTORY: every file fetched into DIRECTORY equals its original.
-check_fetched() {
-	local file
-	for file in "${files[@]}"; do
-		[ -e "$1/$file" ] || fail "curl did not fetch $file"
-		[ "$(sha256sum <"$1/$file")" = "$(sha256sum <"$ROOT/$file")" ] ||
-			fail "$file fetched into $1 differs from the original ($(stat -c %s "$1/$file") of $(stat -c %s "$ROOT/$file") bytes)"
-	done
-}
-
 # One curl for every file: one connection kept alive for all of them.
 arguments=()
 for file in "${files[@]}"; do
@@ -105,7 +95,7 @@ curl --silent --show-error --fail --max-time 60 -w '%{http_code} %{num_connects}
 	fail "not every answer was 200: $(sort "$TEST_TMP/curl.out" | uniq -c | tr '\n' ';')"
 connects=$(awk '{ sum += $2 } END { print sum }' "$TEST_TMP/curl.out")
 [ "$connects" = 1 ] || fail "curl made $connects connections for ${#files[@]} files: keep-alive did not hold"
-check_fetched "$TEST_TMP/fetched"
+check_fetched "$ROOT" "$TEST_TMP/fetched" "${files[@]}"
 note "${#files[@]} files fetched over one kept-alive connection, all equal to the originals"
 
 # 8 clients at once, each fetching every file (big.bin first, so several
@@ -129,7 +119,7 @@ for pid in "${clients[@]}"; do
 done
 for client in 1 2 3 4 5 6 7 8; do
 	[ -s "$TEST_TMP/curl-$client.out" ] && fail "curl client $client: $(head -n 3 "$TEST_TMP/curl-$client.out")"
-	check_fetched "$TEST_TMP/fetched-$client"
+	check_fetched "$ROOT" "$TEST_TMP/fetched-$client" "${files[@]}"
 done
 note "8 concurrent clients fetched every file correctly"
 

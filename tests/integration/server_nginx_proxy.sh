@@ -84,15 +84,6 @@ for attempt in 1 2 3; do
 done
 proxy_pid=$SERVER_PID
 
-check_fetched() {
-	local file
-	for file in "${files[@]}"; do
-		[ -e "$1/$file" ] || fail "curl did not fetch $file"
-		[ "$(sha256sum <"$1/$file")" = "$(sha256sum <"$ROOT/$file")" ] ||
-			fail "$file fetched into $1 differs from the original ($(stat -c %s "$1/$file") of $(stat -c %s "$ROOT/$file") bytes)"
-	done
-}
-
 arguments=()
 for file in "${files[@]}"; do
 	arguments+=(-o "$TEST_TMP/fetched/$file" "http://127.0.0.1:$PORT/$file")
@@ -102,7 +93,7 @@ curl --silent --show-error --fail --max-time 60 -w '%{http_code}\n' \
 	fail "curl failed: $(tail -n 3 "$TEST_TMP/curl.out")"
 [ "$(grep -c '^200$' "$TEST_TMP/curl.out")" = ${#files[@]} ] ||
 	fail "not every answer was 200: $(sort "$TEST_TMP/curl.out" | uniq -c | tr '\n' ';')"
-check_fetched "$TEST_TMP/fetched"
+check_fetched "$ROOT" "$TEST_TMP/fetched" "${files[@]}"
 note "${#files[@]} files fetched through the proxy over one connection, all equal to the originals"
 
 clients=()
@@ -124,7 +115,7 @@ for pid in "${clients[@]}"; do
 done
 for client in 1 2 3 4 5 6 7 8; do
 	[ -s "$TEST_TMP/curl-$client.out" ] && fail "curl client $client: $(head -n 3 "$TEST_TMP/curl-$client.out")"
-	check_fetched "$TEST_TMP/fetched-$client"
+	check_fetched "$ROOT" "$TEST_TMP/fetched-$client" "${files[@]}"
 done
 note "8 concurrent clients fetched every file through the proxy correctly"
 

@@ -20,32 +20,14 @@
 #include <poll.h>
 #include <sys/epoll.h>
 
+#include "probe.h"
 #include "server_common.h"
 
 #define READY_TIMEOUT_MS 5000
 #define IDLE_TIMEOUT_MS  50
 
-static const char *scenario;
 static int listener;
 static struct sockaddr_in listener_address;
-
-static void record(const char *step, long result, int error)
-{
-	if (result < 0)
-		printf("%s: %s = -1 %s\n", scenario, step, strerrorname_np(error));
-	else
-		printf("%s: %s = %ld\n", scenario, step, result);
-	fflush(stdout);
-}
-
-#define STEP(description, call) ({                         \
-	long step_result_;                                 \
-	do {                                               \
-		step_result_ = (long)(call);               \
-	} while (step_result_ < 0 && errno == EINTR);      \
-	record(description, step_result_, errno);          \
-	step_result_;                                      \
-})
 
 static const char *event_names(uint32_t events)
 {

@@ -24,35 +24,14 @@
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
 
+#include "probe.h"
 #include "server_common.h"
 
 static volatile sig_atomic_t sigpipes;
-static const char *scenario;
-
 static void on_sigpipe(int signal_number)
 {
 	sigpipes++;
 }
-
-/* Prints `scenario: step = result` with the errno name on failure. */
-static void record(const char *step, long result, int error)
-{
-	if (result < 0)
-		printf("%s: %s = -1 %s\n", scenario, step, strerrorname_np(error));
-	else
-		printf("%s: %s = %ld\n", scenario, step, result);
-	fflush(stdout);
-}
-
-/* Runs a call, restarting it on EINTR, and records its result. */
-#define STEP(description, call) ({                         \
-	long step_result_;                                 \
-	do {                                               \
-		step_result_ = (long)(call);               \
-	} while (step_result_ < 0 && errno == EINTR);      \
-	record(description, step_result_, errno);          \
-	step_result_;                                      \
-})
 
 static void record_data(const char *step, const char *data, long length)
 {
