@@ -350,10 +350,13 @@ int rs_socket_push_to_kernel(struct rs_socket *socket)
  * queued goes at once: the kernel may be holding bytes for it. */
 void rs_socket_sync_cork(struct rs_socket *socket)
 {
-	int saved_errno = errno, value;
+	int saved_errno, value;
 
-	if (!socket->cork_known || socket->cork_wanted == socket->cork_kernel || socket->fd < 0)
+	/* The common case, on every send: nothing to tell. */
+	if (likely(socket->cork_wanted == socket->cork_kernel) || !socket->cork_known ||
+	    socket->fd < 0)
 		return;
+	saved_errno = errno;
 	value = socket->cork_wanted;
 	/* It cannot fail on a TCP socket with a valid int; if it did, the
 	 * cork would only change how bytes are split into segments. */
