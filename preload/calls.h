@@ -32,6 +32,7 @@ RS_CALL(ssize_t, sendto, (int fd, const void *buf, size_t len, int flags, const 
 RS_CALL(ssize_t, sendmsg, (int fd, const struct msghdr *msg, int flags), (fd, msg, flags))
 RS_CALL(ssize_t, sendfile, (int out_fd, int in_fd, off_t *offset, size_t count), (out_fd, in_fd, offset, count))
 RS_CALL(ssize_t, sendfile64, (int out_fd, int in_fd, off64_t *offset, size_t count), (out_fd, in_fd, offset, count))
+RS_CALL(ssize_t, splice, (int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len, unsigned int flags), (fd_in, off_in, fd_out, off_out, len, flags))
 RS_CALL(int, close, (int fd), (fd))
 RS_CALL(int, close_range, (unsigned int first, unsigned int last, int flags), (first, last, flags))
 RS_CALL(int, shutdown, (int fd, int how), (fd, how))

@@ -274,6 +274,29 @@ static size_t copy_out(struct rs_socket *socket, enum receive_kind kind, void *b
 	return copied;
 }
 
+/* Takes count bytes, already copied out, off the front of the buffer the
+ * lane receives ahead into; socket locked. */
+static void consume_received(struct rs_socket *socket, struct rs_lane *lane, size_t count)
+{
+	socket->rx_start += count;
+	/* While a single receive is in flight it writes at rx_end: the
+	 * offsets stay until it completes.  A multishot one writes elsewhere,
+	 * and a buffer that grew past its cap shrinks back. */
+	if (socket->rx_start == socket->rx_end &&
+	    (!socket->rx_in_flight || socket->rx_multishot)) {
+		socket->rx_start = socket->rx_end = 0;
+		if (socket->rx_capacity > rs_config.rxq_bytes) {
+			char *shrunk = realloc(socket->rx_buffer, rs_config.rxq_bytes);
+
+			if (shrunk) {
+				socket->rx_buffer = shrunk;
+				socket->rx_capacity = rs_config.rxq_bytes;
+			}
+		}
+	}
+	rs_socket_want_receive(socket, lane);
+}
+
 /*
  * Event mode: bytes come from the buffer the lane received ahead into.  An
  * empty buffer answers EAGAIN on a non-blocking socket (the receive ahead is
@@ -310,26 +333,8 @@ static long event_receive(struct rs_socket *socket, enum receive_kind kind, void
 			size_t copied = copy_out(socket, kind, (char *)buffer + total, length - total,
 						 message);
 
-			if (!(flags & MSG_PEEK)) {
-				socket->rx_start += copied;
-				/* While a single receive is in flight it writes at
-				 * rx_end: the offsets stay until it completes.  A
-				 * multishot one writes elsewhere, and a buffer that
-				 * grew past its cap shrinks back. */
-				if (socket->rx_start == socket->rx_end &&
-				    (!socket->rx_in_flight || socket->rx_multishot)) {
-					socket->rx_start = socket->rx_end = 0;
-					if (socket->rx_capacity > rs_config.rxq_bytes) {
-						char *shrunk = realloc(socket->rx_buffer, rs_config.rxq_bytes);
-
-						if (shrunk) {
-							socket->rx_buffer = shrunk;
-							socket->rx_capacity = rs_config.rxq_bytes;
-						}
-					}
-				}
-				rs_socket_want_receive(socket, lane);
-			}
+			if (!(flags & MSG_PEEK))
+				consume_received(socket, lane, copied);
 			total += copied;
 			if (!wait_all || total == length || nonblocking) {
 				result = (long)total;
@@ -867,14 +872,62 @@ static long queue_file(struct rs_socket *socket, struct rs_lane *lane, int in_fd
 	return result;
 }
 
+/*
+ * Before the kernel sends on an accelerated socket itself (a sendfile or a
+ * splice the lane does not carry), the bytes queued before go first.  A
+ * non-blocking socket whose queue cannot leave at once answers EAGAIN, and
+ * its readiness says so; a blocking one waits for them, as the write that
+ * queued them would have.
+ */
+static int send_queued_first(struct rs_socket *socket)
+{
+	struct rs_lane *lane = rs_lane_get();
+	int ret = 0;
+
+	if (lane)
+		rs_lane_enter(lane);
+	if (socket->nonblocking) {
+		pthread_mutex_lock(&socket->lock);
+		if (!socket->tx_in_flight && socket->txq.bytes)
+			rs_socket_push_to_kernel(socket);
+		if (socket->txq.bytes || socket->tx_in_flight) {
+			socket->tx_blocked = true;
+			ret = -EAGAIN;
+		}
+		pthread_mutex_unlock(&socket->lock);
+	} else {
+		ret = rs_socket_drain(socket, lane);
+	}
+	if (lane)
+		rs_lane_leave(lane);
+	if (ret == 0) {
+		settle_cork(socket);
+		count_kernel_op();
+	}
+	return ret;
+}
+
+/* After such a kernel send: only the kernel knows when room comes back
+ * after an EAGAIN, so a socket in event mode polls for it. */
+static void kernel_send_done(struct rs_socket *socket, long result)
+{
+	struct rs_lane *lane = rs_lane_get();
+
+	if (result != -EAGAIN || !socket->event_mode || !lane)
+		return;
+	rs_lane_enter(lane);
+	pthread_mutex_lock(&socket->lock);
+	rs_socket_want_writable(socket, lane);
+	pthread_mutex_unlock(&socket->lock);
+	rs_lane_leave(lane);
+}
+
 static long sendfile_common(int out_fd, int in_fd, off_t *offset, size_t count, bool large)
 {
 	struct rs_socket *socket = rs_fd_get(out_fd);
-	long result;
-
-	struct rs_lane *lane = NULL;
-
 	struct rs_socket *source = rs_fd_get(in_fd);
+	struct rs_lane *lane;
+	long result;
 
 	if (source)
 		rs_socket_unref(source); /* its bytes may be received ahead: the kernel's */
@@ -888,46 +941,19 @@ static long sendfile_common(int out_fd, int in_fd, off_t *offset, size_t count, 
 		}
 	}
 	if (socket) {
-		int ret = 0;
+		int ret = send_queued_first(socket);
 
-		lane = rs_lane_get();
-		if (lane)
-			rs_lane_enter(lane);
-		if (socket->nonblocking) {
-			/* Queued bytes go first, without waiting for them. */
-			pthread_mutex_lock(&socket->lock);
-			if (!socket->tx_in_flight && socket->txq.bytes)
-				rs_socket_push_to_kernel(socket);
-			if (socket->txq.bytes || socket->tx_in_flight) {
-				socket->tx_blocked = true;
-				ret = -EAGAIN;
-			}
-			pthread_mutex_unlock(&socket->lock);
-		} else {
-			ret = rs_socket_drain(socket, lane);
-		}
-		if (lane)
-			rs_lane_leave(lane);
 		if (ret < 0) {
 			rs_socket_unref(socket);
 			return ret;
 		}
-		settle_cork(socket);
-		count_kernel_op();
 	}
 	if (large)
 		result = kernel_result(REAL(sendfile64)(out_fd, in_fd, (off64_t *)offset, count));
 	else
 		result = kernel_result(REAL(sendfile)(out_fd, in_fd, offset, count));
 	if (socket) {
-		if (result == -EAGAIN && socket->event_mode && lane) {
-			/* Only the kernel knows when room comes: poll for it. */
-			rs_lane_enter(lane);
-			pthread_mutex_lock(&socket->lock);
-			rs_socket_want_writable(socket, lane);
-			pthread_mutex_unlock(&socket->lock);
-			rs_lane_leave(lane);
-		}
+		kernel_send_done(socket, result);
 		rs_socket_unref(socket);
 	}
 	return result;
@@ -941,6 +967,150 @@ long rs_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 long rs_sendfile64(int out_fd, int in_fd, off64_t *offset, size_t count)
 {
 	return sendfile_common(out_fd, in_fd, (off_t *)offset, count, true);
+}
+
+/* ---- splice ------------------------------------------------------------------ */
+
+/* At most this much goes from the receive buffer into a pipe per call: a
+ * pipe holds 64 KiB by default, and a short splice is the kernel's too. */
+#define SPLICE_CHUNK 65536
+
+static __thread char *splice_chunk;
+
+/* Writes into a pipe what fits now: -EAGAIN when it is full, as the
+ * kernel's splice finds it.  Pipes that refuse RWF_NOWAIT (before Linux
+ * 5.8 or so) get at most PIPE_BUF bytes once poll says a page is free, which
+ * never blocks. */
+static long write_to_pipe_now(int pipe_fd, const char *data, size_t length)
+{
+	struct iovec part = { .iov_base = (void *)data, .iov_len = length };
+	struct pollfd room = { .fd = pipe_fd, .events = POLLOUT };
+	long written = pwritev2(pipe_fd, &part, 1, -1, RWF_NOWAIT);
+	int ready;
+
+	if (written >= 0 || errno != EOPNOTSUPP)
+		return kernel_result(written);
+	ready = REAL(poll)(&room, 1, 0);
+	if (ready < 0)
+		return -errno;
+	if (!ready)
+		return -EAGAIN;
+	return kernel_result(REAL(write)(pipe_fd, data, length < PIPE_BUF ? length : PIPE_BUF));
+}
+
+/* Waits until the pipe has room (or no reader, which the write then
+ * reports), restarting after a signal as the kernel's splice would. */
+static int wait_for_pipe_room(int pipe_fd)
+{
+	struct pollfd room = { .fd = pipe_fd, .events = POLLOUT };
+
+	for (;;) {
+		int error;
+
+		if (REAL(poll)(&room, 1, -1) >= 0)
+			return 0;
+		error = errno;
+		if (error != EINTR || !rs_restart_after_signal())
+			return -error;
+	}
+}
+
+/*
+ * splice() from a socket in event mode: its next bytes are in the buffer the
+ * lane received ahead into, not in the kernel's queue, so they go into the
+ * pipe from there (one copy instead of none).  The kernel's rules are kept,
+ * as measured on 6.18: the pipe side waits for room unless SPLICE_F_NONBLOCK
+ * (the socket's O_NONBLOCK does not count there), and it looks at the pipe
+ * before the socket; the socket side waits for data unless the socket is
+ * non-blocking.
+ */
+static long splice_received(struct rs_socket *socket, int pipe_fd, size_t length,
+			    unsigned int flags)
+{
+	bool pipe_nonblocking = flags & SPLICE_F_NONBLOCK;
+	struct rs_lane *lane;
+	long peeked, written;
+	int ret;
+
+	if (!length)
+		return 0;
+	if (!splice_chunk && !(splice_chunk = malloc(SPLICE_CHUNK)))
+		return -ENOMEM;
+	if (length > SPLICE_CHUNK)
+		length = SPLICE_CHUNK;
+	for (;;) {
+		peeked = event_receive(socket, RECEIVE_BUFFER, splice_chunk, length, NULL,
+				       MSG_PEEK | MSG_DONTWAIT);
+		if (peeked == -EAGAIN && !(pipe_nonblocking && socket->nonblocking)) {
+			struct pollfd room = { .fd = pipe_fd, .events = POLLOUT };
+			int ready = REAL(poll)(&room, 1, 0);
+
+			if (ready < 0)
+				return -errno;
+			if (!ready) {
+				if (pipe_nonblocking)
+					return -EAGAIN;
+				if ((ret = wait_for_pipe_room(pipe_fd)) < 0)
+					return ret;
+			}
+			if (!socket->nonblocking)
+				peeked = event_receive(socket, RECEIVE_BUFFER, splice_chunk, length,
+						       NULL, MSG_PEEK);
+		}
+		if (peeked <= 0)
+			return peeked;
+		written = write_to_pipe_now(pipe_fd, splice_chunk, (size_t)peeked);
+		if (written != -EAGAIN || pipe_nonblocking)
+			break;
+		if ((ret = wait_for_pipe_room(pipe_fd)) < 0)
+			return ret;
+	}
+	if (written <= 0)
+		return written;
+	lane = rs_lane_get();
+	if (lane)
+		rs_lane_enter(lane);
+	pthread_mutex_lock(&socket->lock);
+	consume_received(socket, lane, (size_t)written);
+	pthread_mutex_unlock(&socket->lock);
+	RS_STAT_ADD(lane ? lane->stats : rs_process_stats, bytes_spliced, (uint64_t)written);
+	if (lane)
+		rs_lane_leave(lane);
+	return written;
+}
+
+/*
+ * splice() has a pipe at one end; the other may be an accelerated socket.
+ * Into the socket, the bytes queued before go first and the kernel splices
+ * the rest; out of a socket in event mode, the receive buffer answers.
+ */
+long rs_splice(int in_fd, loff_t *in_offset, int out_fd, loff_t *out_offset, size_t length,
+	       unsigned int flags)
+{
+	struct rs_socket *source = rs_fd_get(in_fd), *sink = rs_fd_get(out_fd);
+	long result;
+
+	if (source)
+		finish_connecting(source);
+	if (sink)
+		finish_connecting(sink);
+	if (source && !sink && !in_offset && source->event_mode &&
+	    source->kind == RS_SOCKET_CONNECTED) {
+		result = splice_received(source, out_fd, length, flags);
+	} else if (sink && !source && (result = send_queued_first(sink)) < 0) {
+		/* the queue could not leave first */
+	} else {
+		if (source && !sink)
+			count_kernel_op();
+		result = kernel_result(REAL(splice)(in_fd, in_offset, out_fd, out_offset, length, flags));
+		if (sink && !source)
+			kernel_send_done(sink, result);
+	}
+	if (source)
+		rs_socket_unref(source);
+	if (sink)
+		rs_socket_unref(sink);
+	return result;
 }
 
 /* ---- connection setup ------------------------------------------------------- */

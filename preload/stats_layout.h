@@ -38,7 +38,10 @@ struct rs_lane_stats {
 	 * (reads, writes, accepts on accelerated sockets, epoll_wait, poll
 	 * and select of sets with some): each one a system call without it. */
 	uint64_t calls_answered;
-	uint64_t reserved[2];
+	/* Bytes splice() took from receive buffers into pipes: received
+	 * ahead, so the kernel no longer had them to splice. */
+	uint64_t bytes_spliced;
+	uint64_t reserved[1];
 };
 
 struct rs_stats_header {

@@ -26,7 +26,8 @@
 	X(fallbacks, "Sockets handed back to the kernel after an internal failure.") \
 	X(send_queue_waits, "Writers that blocked on a full send queue.") \
 	X(flusher_sends, "Kernel sends of queued bytes by the flusher thread.") \
-	X(calls_answered, "Application socket and readiness calls the shim answered, each a system call without it.")
+	X(calls_answered, "Application socket and readiness calls the shim answered, each a system call without it.") \
+	X(bytes_spliced, "Bytes splice() moved from receive buffers into pipes.")
 
 /* Signed, as differences of them (rates) are. */
 struct totals {

@@ -15,7 +15,7 @@
 . "$(dirname "$0")/../lib.sh"
 
 need_program "$TOOL"
-COUNTERS="sockets_open sockets_total accepts bytes_received bytes_sent ring_enters ring_ops kernel_ops fallbacks send_queue_waits flusher_sends calls_answered"
+COUNTERS="sockets_open sockets_total accepts bytes_received bytes_sent ring_enters ring_ops kernel_ops fallbacks send_queue_waits flusher_sends calls_answered bytes_spliced"
 sorted_words() { tr ' ' '\n' <<<"$*" | grep . | sort | tr '\n' ' '; }
 
 start_server echo_threaded
