@@ -9,7 +9,7 @@
  *   probe_client -p PORT [-6] SCENARIO
  *
  * SCENARIO: reset, halfclose, peek, zero, efault, closedpeer, dup, sendfile,
- * closerange or cork.  Exits
+ * closerange, cork or splice.  Exits
  * 1 if the server's replies are not the expected ones or take longer than
  * 10 s.
  */
@@ -218,6 +218,15 @@ int main(int argc, char **argv)
 		expect("head\nbody\ntail\n");
 		expect(rounds);
 		send_text("ok");
+		close_normally();
+	} else if (!strcmp(scenario, "splice")) {
+		send_text("abcdef");
+		expect("more\n");
+		send_text("ghi");
+		expect("hello world\n");
+		expect("tail\n");
+		send_text("xyz");
+		expect("done\n");
 		close_normally();
 	} else if (!strcmp(scenario, "closerange")) {
 		expect("bye\n");

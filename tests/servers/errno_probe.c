@@ -14,12 +14,14 @@
  * and FIONBIO switched on and off on a blocking socket), zero (zero-length
  * calls), efault (bad buffers), closedpeer (writing after the peer closed),
  * dup (dup, dup2 and close of one of two descriptors of a socket), sendfile,
- * closerange, cork (TCP_CORK around writes, as nginx's tcp_nopush).  File
+ * closerange, cork (TCP_CORK around writes, as nginx's tcp_nopush), splice
+ * (out of a socket in an epoll set and into one, around full pipes).  File
  * descriptor numbers never appear in the transcript: a shim may hold
  * descriptors of its own.  One connection at a time; runs until killed.
  */
 #include <linux/close_range.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
@@ -296,6 +298,80 @@ static void scenario_closerange(int fd)
 	STEP("write(1) after close_range", write(fd, "x", 1));
 }
 
+/* Reads everything the pipe holds now and records it (or its size). */
+static void record_pipe(const char *step, int pipe_read, bool size_only)
+{
+	static char contents[1 << 17];
+	long total = 0, n;
+
+	while ((n = read(pipe_read, contents + total, sizeof(contents) - (size_t)total)) > 0)
+		total += n;
+	if (size_only) {
+		printf("%s: %s holds %ld bytes\n", scenario, step, total);
+		fflush(stdout);
+	} else {
+		record_data(step, contents, total);
+	}
+}
+
+/* splice() out of a socket the shim receives ahead on (registered in an
+ * epoll set, non-blocking), and into one with bytes queued before it, with
+ * a full pipe, an empty socket, offsets, and blocking. */
+static void scenario_splice(int fd)
+{
+	static const char zeros[4096];
+	struct epoll_event event = { .events = EPOLLIN }, ready;
+	int pipe_fds[2], epoll_fd = epoll_create1(EPOLL_CLOEXEC), flags;
+	loff_t offset = 0;
+	long filled = 0, n;
+
+	if (epoll_fd < 0 || pipe(pipe_fds) != 0)
+		die("epoll_create1 or pipe: %s", strerror(errno));
+	STEP("epoll_ctl(ADD)", epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event));
+	set_nonblocking(fd, true);
+	/* The read end never blocks, so record_pipe stops when it is empty. */
+	fcntl(pipe_fds[0], F_SETFL, O_NONBLOCK);
+	STEP("epoll_wait", epoll_wait(epoll_fd, &ready, 1, 10000));
+	STEP("splice(4, SPLICE_F_NONBLOCK)", splice(fd, NULL, pipe_fds[1], NULL, 4, SPLICE_F_NONBLOCK));
+	record_pipe("pipe", pipe_fds[0], false);
+	STEP("splice with an offset on the socket", splice(fd, &offset, pipe_fds[1], NULL, 4, 0));
+	STEP("splice(100)", splice(fd, NULL, pipe_fds[1], NULL, 100, 0));
+	record_pipe("pipe", pipe_fds[0], false);
+	STEP("splice(100) when empty", splice(fd, NULL, pipe_fds[1], NULL, 100, 0));
+	STEP("splice(100, SPLICE_F_NONBLOCK) when empty",
+	     splice(fd, NULL, pipe_fds[1], NULL, 100, SPLICE_F_NONBLOCK));
+	flags = fcntl(pipe_fds[1], F_GETFL);
+	fcntl(pipe_fds[1], F_SETFL, flags | O_NONBLOCK);
+	while ((n = write(pipe_fds[1], zeros, sizeof(zeros))) > 0)
+		filled += n;
+	fcntl(pipe_fds[1], F_SETFL, flags);
+	printf("%s: pipe filled with %ld bytes\n", scenario, filled);
+	STEP("write(more)", write(fd, "more\n", 5));
+	/* The client sends "ghi" once it sees "more". */
+	STEP("epoll_wait", epoll_wait(epoll_fd, &ready, 1, 10000));
+	STEP("splice(10, SPLICE_F_NONBLOCK) into a full pipe",
+	     splice(fd, NULL, pipe_fds[1], NULL, 10, SPLICE_F_NONBLOCK));
+	record_pipe("full pipe", pipe_fds[0], true);
+	STEP("splice(10, SPLICE_F_NONBLOCK)", splice(fd, NULL, pipe_fds[1], NULL, 10, SPLICE_F_NONBLOCK));
+	record_pipe("pipe", pipe_fds[0], false);
+	/* Into the socket: what was written before goes first. */
+	STEP("write(hello)", write(fd, "hello ", 6));
+	STEP("write(world) into the pipe", write(pipe_fds[1], "world\n", 6));
+	STEP("splice with an offset on the pipe", splice(pipe_fds[0], &offset, fd, NULL, 6, 0));
+	STEP("splice(pipe to socket, 6)", splice(pipe_fds[0], NULL, fd, NULL, 6, 0));
+	STEP("splice(socket to socket)", splice(fd, NULL, fd, NULL, 1, 0));
+	set_nonblocking(fd, false);
+	STEP("write(tail)", write(fd, "tail\n", 5));
+	/* The client sends "xyz" once it sees "tail": this one waits. */
+	STEP("splice(10) blocking", splice(fd, NULL, pipe_fds[1], NULL, 10, 0));
+	record_pipe("pipe", pipe_fds[0], false);
+	STEP("write(done)", write(fd, "done\n", 5));
+	STEP("splice(10) until the client closes", splice(fd, NULL, pipe_fds[1], NULL, 10, 0));
+	close(pipe_fds[0]);
+	close(pipe_fds[1]);
+	close(epoll_fd);
+}
+
 /* The scenario name, read a byte at a time so nothing after it is taken. */
 static bool read_scenario_name(int fd, char *name, size_t size)
 {
@@ -383,6 +459,8 @@ int main(int argc, char **argv)
 			scenario_sendfile(fd);
 		else if (!strcmp(name, "cork"))
 			scenario_cork(fd);
+		else if (!strcmp(name, "splice"))
+			scenario_splice(fd);
 		else if (!strcmp(name, "closerange"))
 			fd = (scenario_closerange(fd), -1);
 		else
