@@ -123,7 +123,7 @@ tools/bench/%: tools/bench/%.c
 # Installed with apt-get, only when missing.
 DEB_PACKAGES := gcc make pkg-config liburing-dev libbpf-dev libcmocka-dev clang llvm bpftool \
                 jq curl wrk strace linux-perf procps iproute2 \
-                nginx-light redis-server redis-tools memcached libmemcached-tools haproxy \
+                nginx-light redis-server redis-tools memcached libmemcached-tools haproxy gunicorn \
                 groff-base man-db gnuplot-nox
 
 deps:
