@@ -12,7 +12,15 @@
  * RS_CALL(return type, name, (parameters), (arguments))
  * RS_CALL_VARIADIC(return type, name, (fixed parameters), last fixed name)
  *   for fcntl and ioctl, whose third argument is read as one machine word.
+ * RS_CALL_POINTER(return type, name, (parameters), (arguments))
+ *   for a call that returns a pointer, NULL on failure (fdopen); the shim's
+ *   implementation returns the pointer as a long, or a negative errno.
+ *   Only the wrappers tell it from RS_CALL.
  */
+#ifndef RS_CALL_POINTER
+#define RS_CALL_POINTER RS_CALL
+#define RS_CALL_POINTER_IS_CALL
+#endif
 
 RS_CALL(int, socket, (int domain, int type, int protocol), (domain, type, protocol))
 RS_CALL(int, bind, (int fd, const struct sockaddr *addr, socklen_t len), (fd, addr, len))
@@ -59,3 +67,10 @@ RS_CALL(pid_t, fork, (void), ())
 RS_CALL_VARIADIC(int, fcntl, (int fd, int cmd, ...), cmd)
 RS_CALL_VARIADIC(int, fcntl64, (int fd, int cmd, ...), cmd)
 RS_CALL_VARIADIC(int, ioctl, (int fd, unsigned long request, ...), request)
+RS_CALL_POINTER(FILE *, fdopen, (int fd, const char *mode), (fd, mode))
+RS_CALL(int, fclose, (FILE *stream), (stream))
+
+#ifdef RS_CALL_POINTER_IS_CALL
+#undef RS_CALL_POINTER
+#undef RS_CALL_POINTER_IS_CALL
+#endif

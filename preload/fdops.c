@@ -139,8 +139,9 @@ static long share_number(struct rs_socket *socket, int fd, long (*duplicate)(int
 	return number;
 }
 
-/* The fd is about to gain a second number: let its queued bytes leave, then
- * hand it to the kernel path for good. */
+/* The fd is about to gain a second number, or an owner the shim does not
+ * see (stdio): let its queued bytes leave, then hand it to the kernel path
+ * for good. */
 static int release_to_kernel(int fd)
 {
 	struct rs_socket *socket = rs_fd_get(fd);
@@ -165,9 +166,11 @@ static int release_to_kernel(int fd)
 				rs_listener_close_all(removed);
 			if (removed->kind == RS_SOCKET_CONNECTED && removed->opened_stats)
 				RS_STAT_SUB(removed->opened_stats, sockets_open, 1);
-			rs_socket_unref(removed);
+			/* Whatever still holds the object must not reach the
+			 * number, which the kernel path now owns. */
+			rs_socket_forget(removed);
 		}
-		rs_debug("fd %d duplicated: the kernel path carries it from now on", fd);
+		rs_debug("fd %d: the kernel path carries it from now on", fd);
 	}
 	rs_socket_unref(socket);
 	return ret;
@@ -357,6 +360,57 @@ long rs_ioctl(int fd, unsigned long request, unsigned long argument)
 
 /* fork's bookkeeping is in pthread_atfork handlers (process.c), which also
  * run for forks the C library makes on its own. */
+/*
+ * stdio's own reads, writes and closes go through the C library's internal
+ * calls, which no interposer sees.  A socket given to fdopen goes to the
+ * kernel path for good, after its queued bytes, as a duplicated one does.
+ * One in event mode cannot: its bytes received ahead are readable only
+ * through read(), and it stays the shim's, each write's bytes leaving
+ * before the write returns (rs_socket_write_through).
+ */
+long rs_fdopen(int fd, const char *mode)
+{
+	struct rs_socket *socket = rs_fd_get(fd);
+	FILE *stream;
+
+	if (socket) {
+		bool shared = socket->event_mode && socket->kind == RS_SOCKET_CONNECTED;
+		int ret = 0;
+
+		if (shared)
+			rs_socket_write_through(socket);
+		rs_socket_unref(socket);
+		if (!shared)
+			ret = release_to_kernel(fd);
+		if (ret < 0)
+			return ret;
+	}
+	stream = REAL(fdopen)(fd, mode);
+	return stream ? (long)(uintptr_t)stream : -errno;
+}
+
+/* fclose closes the fd out of our sight: the shim lets go of it first, or
+ * its number, reused, would lead to this socket's state. */
+long rs_fclose(FILE *stream)
+{
+	int fd = stream ? fileno(stream) : -1;
+	struct rs_socket *socket = fd >= 0 ? rs_fd_get(fd) : NULL;
+
+	if (socket) {
+		bool event = socket->event_mode;
+
+		if (event) {
+			rs_epoll_forget_socket(socket);
+			pthread_mutex_lock(&socket->lock);
+			rs_socket_stop_receiving(socket);
+			pthread_mutex_unlock(&socket->lock);
+		}
+		rs_socket_unref(socket);
+		release_to_kernel(fd);
+	}
+	return kernel_result(REAL(fclose)(stream));
+}
+
 long rs_fork(void)
 {
 	return kernel_result(REAL(fork)());

@@ -123,6 +123,23 @@ static inline long finish(long result, int saved_errno)
 		}                                                           \
 		return (ret)finish(rs_##name(fd, (unsigned long)last, argument), saved_errno); \
 	}
+#define RS_CALL_POINTER(ret, name, params, args)                           \
+	RS_EXPORT ret name params                                           \
+	{                                                                   \
+		long result;                                                \
+		if (unlikely(!ready())) {                                   \
+			ret (*direct) params = (ret (*) params)dlsym(RTLD_NEXT, #name); \
+			if (!direct) { errno = ENOSYS; return NULL; }       \
+			return direct args;                                 \
+		}                                                           \
+		result = rs_##name args;                                    \
+		if (result < 0) {                                           \
+			errno = (int)-result;                               \
+			return NULL;                                        \
+		}                                                           \
+		return (ret)(uintptr_t)result;                              \
+	}
 #include "calls.h"
 #undef RS_CALL
 #undef RS_CALL_VARIADIC
+#undef RS_CALL_POINTER

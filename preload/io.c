@@ -753,7 +753,11 @@ static long queue_send(struct rs_socket *socket, const struct iovec *iov, int io
 			break;
 		}
 	}
+	if (result > 0 && socket->write_through && nonblocking && !socket->tx_in_flight)
+		rs_socket_push_to_kernel(socket);
 	pthread_mutex_unlock(&socket->lock);
+	if (result > 0 && socket->write_through && !nonblocking)
+		rs_socket_drain(socket, lane); /* an EINTR leaves them to leave later */
 	if (lane->dirty_count >= rs_config.batch)
 		rs_lane_submit(lane);
 	rs_lane_leave(lane);
@@ -866,6 +870,8 @@ static long queue_file(struct rs_socket *socket, struct rs_lane *lane, int in_fd
 		}
 	}
 	pthread_mutex_unlock(&socket->lock);
+	if (result > 0 && socket->write_through && !nonblocking)
+		rs_socket_drain(socket, lane);
 	if (lane->dirty_count >= rs_config.batch)
 		rs_lane_submit(lane);
 	rs_lane_leave(lane);
@@ -1249,6 +1255,10 @@ void rs_adopt_inherited(void)
 		for (int j = i; j < count; j++) {
 			if (found[j].device != found[i].device || found[j].inode != found[i].inode)
 				continue;
+			/* As stdin, stdout or stderr it is stdio's too (printf,
+			 * fgets), whose calls the shim never sees. */
+			if (found[j].fd <= STDERR_FILENO)
+				socket->write_through = true;
 			found[j].done = true;
 			if (j != i)
 				rs_socket_ref(socket);

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -320,6 +321,7 @@ struct rs_socket {
 	bool write_shut;           /* shutdown(SHUT_WR) was called */
 	bool broken;               /* the connection failed: sends take the kernel path */
 	bool kernel_path;          /* an internal failure handed it back to the kernel */
+	bool write_through;        /* stdio may write it too: a write's bytes leave before it returns */
 	int app_fds;               /* >0: adopted under several fd numbers, fd is our own dup */
 	struct rs_socket *next_orphan; /* closed by the application, bytes left */
 	struct iovec tx_iov[RS_TX_IOV_MAX];
@@ -403,6 +405,8 @@ void rs_socket_sync_cork(struct rs_socket *socket);
 void rs_socket_start_send(struct rs_socket *socket, struct rs_lane *lane);
 int rs_socket_close(struct rs_socket *socket, struct rs_lane *lane);
 int rs_socket_drain(struct rs_socket *socket, struct rs_lane *lane);
+/* From now on every write's bytes leave before the write returns. */
+void rs_socket_write_through(struct rs_socket *socket);
 /* Event mode: puts the socket's pending receive ahead and writable poll into
  * SQEs on lane (called at enter time); socket locked. */
 void rs_socket_arm(struct rs_socket *socket, struct rs_lane *lane);

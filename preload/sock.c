@@ -823,6 +823,37 @@ int rs_socket_drain(struct rs_socket *socket, struct rs_lane *lane)
 	return 0;
 }
 
+/*
+ * stdio writes through glibc's own write, which no interposer sees: bytes a
+ * write queued before a printf would leave after it.  A socket stdio may
+ * write (fdopen'd, or inherited as stdin, stdout or stderr) has each
+ * write's bytes leave before the write returns, and what is queued now
+ * leaves at once.
+ */
+void rs_socket_write_through(struct rs_socket *socket)
+{
+	struct rs_lane *lane = rs_lane_get();
+
+	pthread_mutex_lock(&socket->lock);
+	socket->write_through = true;
+	if (socket->event_mode && socket->rx_end > socket->rx_start)
+		rs_warn("fd %d: stdio on a socket with %zu bytes received ahead: a stdio read will not see them",
+			socket->fd, socket->rx_end - socket->rx_start);
+	pthread_mutex_unlock(&socket->lock);
+	if (lane)
+		rs_lane_enter(lane);
+	if (socket->nonblocking) {
+		pthread_mutex_lock(&socket->lock);
+		if (!socket->tx_in_flight && socket->txq.bytes)
+			rs_socket_push_to_kernel(socket);
+		pthread_mutex_unlock(&socket->lock);
+	} else {
+		rs_socket_drain(socket, lane);
+	}
+	if (lane)
+		rs_lane_leave(lane);
+}
+
 /* ---- fork and exit -------------------------------------------------------- */
 
 void rs_sockets_atfork_child(void)
