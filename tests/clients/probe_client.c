@@ -9,7 +9,7 @@
  *   probe_client -p PORT [-6] SCENARIO
  *
  * SCENARIO: reset, halfclose, peek, zero, efault, closedpeer, dup, sendfile,
- * closerange, cork or splice.  Exits
+ * closerange, cork, splice or fdopen.  Exits
  * 1 if the server's replies are not the expected ones or take longer than
  * 10 s.
  */
@@ -218,6 +218,11 @@ int main(int argc, char **argv)
 		expect("head\nbody\ntail\n");
 		expect(rounds);
 		send_text("ok");
+		close_normally();
+	} else if (!strcmp(scenario, "fdopen")) {
+		expect("first second\nthird\nfourth\n");
+		send_text("ok\n");
+		expect_end_of_file();
 		close_normally();
 	} else if (!strcmp(scenario, "splice")) {
 		send_text("abcdef");

@@ -15,7 +15,8 @@
  * calls), efault (bad buffers), closedpeer (writing after the peer closed),
  * dup (dup, dup2 and close of one of two descriptors of a socket), sendfile,
  * closerange, cork (TCP_CORK around writes, as nginx's tcp_nopush), splice
- * (out of a socket in an epoll set and into one, around full pipes).  File
+ * (out of a socket in an epoll set and into one, around full pipes), fdopen
+ * (write(2) and stdio mixed on one socket, then fclose).  File
  * descriptor numbers never appear in the transcript: a shim may hold
  * descriptors of its own.  One connection at a time; runs until killed.
  */
@@ -372,6 +373,36 @@ static void scenario_splice(int fd)
 	close(epoll_fd);
 }
 
+/* write(2) and stdio on one socket, then fclose: the order of the bytes
+ * and what a later fd of the same number is.  Returns -1: fclose closed it. */
+static int scenario_fdopen(int fd)
+{
+	char line[64] = "";
+	FILE *stream;
+	int file;
+
+	STEP("write(first)", write(fd, "first ", 6));
+	stream = fdopen(fd, "r+");
+	if (!stream)
+		die("fdopen: %s", strerror(errno));
+	STEP("fprintf(second)", fprintf(stream, "second\n"));
+	STEP("fflush", fflush(stream));
+	STEP("write(third)", write(fd, "third\n", 6));
+	STEP("fputs(fourth)", fputs("fourth\n", stream));
+	STEP("fflush", fflush(stream));
+	/* The client answers "ok" once it has all four. */
+	if (fgets(line, sizeof(line), stream))
+		record_data("fgets", line, (long)strlen(line));
+	STEP("fclose", fclose(stream));
+	/* The number is free again: a file that takes it is a file. */
+	file = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	printf("%s: open took %s\n", scenario,
+	       file < 0 ? strerrorname_np(errno) : file == fd ? "the freed number" : "another number");
+	STEP("write to it", write(file, "not for the peer", 16));
+	STEP("close it", close(file));
+	return -1;
+}
+
 /* The scenario name, read a byte at a time so nothing after it is taken. */
 static bool read_scenario_name(int fd, char *name, size_t size)
 {
@@ -459,6 +490,8 @@ int main(int argc, char **argv)
 			scenario_sendfile(fd);
 		else if (!strcmp(name, "cork"))
 			scenario_cork(fd);
+		else if (!strcmp(name, "fdopen"))
+			fd = scenario_fdopen(fd);
 		else if (!strcmp(name, "splice"))
 			scenario_splice(fd);
 		else if (!strcmp(name, "closerange"))
