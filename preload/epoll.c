@@ -874,10 +874,12 @@ static long wait_common(int set_fd, struct epoll_event *events, int max, long lo
 		 * for the receives ahead it arms completes during it. */
 		if (timeout_ns == 0 && (lane->arming_count || lane->dirty_count))
 			rs_lane_submit(lane);
-		if (timeout_ns == 0)
+		if (timeout_ns == 0) {
 			rs_lane_reap_now(lane);
-		else
+		} else {
+			rs_lane_begin_readiness_wait(lane);
 			rs_lane_reap(lane);
+		}
 		found = collect(set, events, max);
 		nested = set->nested_count ? collect_nested(set, events + found, max - (int)found) : 0;
 		found += nested;
@@ -909,10 +911,12 @@ static long wait_common(int set_fd, struct epoll_event *events, int max, long lo
 		if (ret < 0 && ret != -ETIME && ret != -EAGAIN && ret != -EBUSY) {
 			rs_warn("epoll_wait through the ring failed (%s): waiting on the kernel",
 				strerror(-ret));
+			rs_lane_end_readiness_wait(lane);
 			rs_lane_leave(lane);
 			return kernel_result(REAL(epoll_wait)(set_fd, events, max, 0));
 		}
 	}
+	rs_lane_end_readiness_wait(lane);
 	/* What this turn queued (sends, receives ahead) goes now, with the
 	 * one enter of the turn when the wait did not need one. */
 	rs_lane_submit(lane);

@@ -640,6 +640,28 @@ static long kernel_send(struct rs_socket *socket, const struct iovec *iov, int i
 	return kernel_result(REAL(sendmsg)(socket->fd, &message, flags));
 }
 
+/* Bytes were queued: they leave with the next submission of the caller's
+ * lane, or, for a socket whose event loop runs on another thread's lane,
+ * of that one (rs_lane_hand_off); socket locked. */
+static void list_queued_bytes(struct rs_socket *socket, struct rs_lane *lane)
+{
+	struct rs_lane *home = socket->rx_lane;
+
+	if (socket->tx_in_flight)
+		return;
+	if (socket->event_mode && home && home != lane) {
+		if (socket->tx_lane == home && socket->tx_listed)
+			return;
+		if (rs_lane_hand_off(home, socket))
+			return;
+	}
+	if (socket->tx_lane != lane || !socket->tx_listed) {
+		socket->tx_lane = lane;
+		socket->tx_listed = true;
+		rs_lane_mark_dirty(lane, socket);
+	}
+}
+
 static long queue_send(struct rs_socket *socket, const struct iovec *iov, int iovcnt, int flags)
 {
 	struct rs_lane *lane;
@@ -702,12 +724,8 @@ static long queue_send(struct rs_socket *socket, const struct iovec *iov, int io
 					return (long)accepted;
 				return kernel_send(socket, iov, iovcnt, flags, NULL);
 			}
-			if (appended && !socket->tx_in_flight &&
-			    (socket->tx_lane != lane || !socket->tx_listed)) {
-				socket->tx_lane = lane;
-				socket->tx_listed = true;
-				rs_lane_mark_dirty(lane, socket);
-			}
+			if (appended)
+				list_queued_bytes(socket, lane);
 			accepted += (size_t)appended;
 		}
 		if (accepted == total) {
@@ -862,12 +880,8 @@ static long queue_file(struct rs_socket *socket, struct rs_lane *lane, int in_fd
 						   count < room ? count : room);
 		if (result == -ESPIPE || result == -EINVAL || result == -EISDIR)
 			result = -ENOTSUP;
-		if (result > 0 && !socket->tx_in_flight &&
-		    (socket->tx_lane != lane || !socket->tx_listed)) {
-			socket->tx_lane = lane;
-			socket->tx_listed = true;
-			rs_lane_mark_dirty(lane, socket);
-		}
+		if (result > 0)
+			list_queued_bytes(socket, lane);
 	}
 	pthread_mutex_unlock(&socket->lock);
 	if (result > 0 && socket->write_through && !nonblocking)
@@ -923,7 +937,14 @@ static void kernel_send_done(struct rs_socket *socket, long result)
 		return;
 	rs_lane_enter(lane);
 	pthread_mutex_lock(&socket->lock);
-	rs_socket_want_writable(socket, lane);
+	/* Polled for on the lane of the socket's loop, which waits for it. */
+	if (socket->rx_lane && socket->rx_lane != lane) {
+		socket->kernel_full = true;
+		if (!rs_lane_hand_off(socket->rx_lane, socket))
+			rs_socket_want_writable(socket, lane);
+	} else {
+		rs_socket_want_writable(socket, lane);
+	}
 	pthread_mutex_unlock(&socket->lock);
 	rs_lane_leave(lane);
 }

@@ -19,6 +19,7 @@
  */
 #include <limits.h>
 #include <linux/futex.h>
+#include <sys/eventfd.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +156,9 @@ static struct rs_lane *lane_create(void)
 	}
 	atomic_store(&io_uring_state, 1);
 	pthread_mutex_init(&lane->lock, NULL);
+	lane->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	lane->wake_op.kind = RS_OP_WAKE;
+	pthread_mutex_init(&lane->handoff_lock, NULL);
 	lane->steer_slot = -1;
 	lane->tid = gettid();
 	lane->stats = rs_stats_lane_slot(&lane->index);
@@ -174,6 +178,11 @@ static struct rs_lane *lane_create(void)
 		 setup_flags_supported);
 	start_flusher();
 	return lane;
+}
+
+struct rs_lane *rs_lane_current(void)
+{
+	return current_lane;
 }
 
 struct rs_lane *rs_lane_get(void)
@@ -311,9 +320,59 @@ static void complete(struct rs_lane *lane, struct io_uring_cqe *cqe, bool can_su
 		rs_epoll_kernel_poll_done(op->epoll, cqe->res);
 		lane->readiness_changes++;
 		break;
+	case RS_OP_WAKE: {
+		uint64_t count;
+
+		lane->wake_armed = false;
+		if (REAL(read)(lane->wake_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+			rs_debug("lane %u: reading its wake eventfd: %s", lane->index, strerror(errno));
+		lane->readiness_changes++;
+		break;
+	}
 	case RS_OP_IGNORE:
 		break;
 	}
+}
+
+/*
+ * The waiter says it waits before it looks at readiness, and the waker
+ * looks whether anyone waits after it changed readiness (both with full
+ * fences): either the waiter's look sees the change or the waker sees the
+ * waiter, and writes the eventfd whose poll ends the wait.
+ */
+void rs_lane_begin_readiness_wait(struct rs_lane *lane)
+{
+	if (lane->wake_fd < 0)
+		return;
+	atomic_store(&lane->waiting_for_readiness, true);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!lane->wake_armed) {
+		struct io_uring_sqe *sqe = rs_lane_sqe(lane);
+
+		io_uring_prep_poll_add(sqe, lane->wake_fd, POLLIN);
+		io_uring_sqe_set_data(sqe, &lane->wake_op);
+		lane->wake_armed = true;
+	}
+}
+
+void rs_lane_end_readiness_wait(struct rs_lane *lane)
+{
+	atomic_store_explicit(&lane->waiting_for_readiness, false, memory_order_relaxed);
+}
+
+void rs_lane_wake(struct rs_lane *lane)
+{
+	uint64_t one = 1;
+	int saved_errno;
+
+	atomic_thread_fence(memory_order_seq_cst);
+	if (lane->wake_fd < 0 || !atomic_load_explicit(&lane->waiting_for_readiness, memory_order_relaxed))
+		return;
+	saved_errno = errno;
+	/* Non-blocking: a full counter already means a wake is pending. */
+	if (REAL(write)(lane->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		rs_debug("lane %u: writing its wake eventfd: %s", lane->index, strerror(errno));
+	errno = saved_errno;
 }
 
 static void reap(struct rs_lane *lane, bool can_submit)
@@ -380,6 +439,76 @@ void rs_lane_mark_dirty(struct rs_lane *lane, struct rs_socket *socket)
 	/* Cannot remember it: send it now instead. */
 	if (!list_push(&lane->dirty, &lane->dirty_count, &lane->dirty_capacity, socket))
 		rs_socket_start_send(socket, lane);
+}
+
+/* ---- hand-offs from other threads ----------------------------------------- */
+
+/*
+ * A thread that writes to a socket whose event loop runs on another thread
+ * (nginx's aio threads send files from a pool) must not send it on its own
+ * lane: that thread then waits out of the shim's sight, and the room its
+ * send makes would reach the loop's epoll_wait only through the flusher.
+ * The bytes join the socket's queue; the socket goes to its loop's lane,
+ * which sends them with its next submission, woken if it waits.
+ */
+bool rs_lane_hand_off(struct rs_lane *home, struct rs_socket *socket)
+{
+	bool listed;
+
+	if (socket->handed_off)
+		return true;
+	pthread_mutex_lock(&home->handoff_lock);
+	listed = !atomic_load(&home->dead) &&
+		 list_push(&home->handoff, &home->handoff_count, &home->handoff_capacity, socket);
+	if (listed)
+		atomic_store_explicit(&home->handoff_pending, true, memory_order_release);
+	pthread_mutex_unlock(&home->handoff_lock);
+	if (!listed)
+		return false;
+	socket->handed_off = true;
+	/* Busy, the owner takes it at its next submission; away, the flusher
+	 * does after its interval. */
+	if (!atomic_load_explicit(&home->dirty_since_ns, memory_order_relaxed))
+		atomic_store_explicit(&home->dirty_since_ns, rs_now_ns(), memory_order_relaxed);
+	if (atomic_load_explicit(&flusher_sleeping, memory_order_relaxed))
+		rs_flusher_kick();
+	rs_lane_wake(home);
+	return true;
+}
+
+/* Lane locked (by its owner or the flusher). */
+static void take_handoffs(struct rs_lane *lane)
+{
+	struct rs_socket **taken;
+	unsigned count;
+
+	if (!atomic_load_explicit(&lane->handoff_pending, memory_order_acquire))
+		return;
+	pthread_mutex_lock(&lane->handoff_lock);
+	taken = lane->handoff;
+	count = lane->handoff_count;
+	lane->handoff = NULL;
+	lane->handoff_count = lane->handoff_capacity = 0;
+	atomic_store_explicit(&lane->handoff_pending, false, memory_order_relaxed);
+	pthread_mutex_unlock(&lane->handoff_lock);
+	for (unsigned i = 0; i < count; i++) {
+		struct rs_socket *socket = taken[i];
+
+		pthread_mutex_lock(&socket->lock);
+		socket->handed_off = false;
+		/* A kernel send from that thread found no room: the poll for it. */
+		if (socket->kernel_full && !socket->writable_poll_in_flight)
+			rs_socket_want_writable(socket, lane);
+		if (socket->fd >= 0 && socket->txq.bytes && !socket->tx_in_flight &&
+		    !(socket->tx_lane == lane && socket->tx_listed)) {
+			socket->tx_lane = lane;
+			socket->tx_listed = true;
+			rs_lane_mark_dirty(lane, socket);
+		}
+		pthread_mutex_unlock(&socket->lock);
+		rs_socket_unref(socket);
+	}
+	free(taken);
 }
 
 /* ---- provided buffers ------------------------------------------------------ */
@@ -459,10 +588,14 @@ static void prepare_arming(struct rs_lane *lane)
 
 void rs_lane_prepare_sends(struct rs_lane *lane)
 {
-	struct rs_socket **sending = lane->dirty;
-	unsigned sending_capacity = lane->dirty_capacity;
-	unsigned count = lane->dirty_count;
+	struct rs_socket **sending;
+	unsigned sending_capacity;
+	unsigned count;
 
+	take_handoffs(lane);
+	sending = lane->dirty;
+	sending_capacity = lane->dirty_capacity;
+	count = lane->dirty_count;
 	if (lane->arming_count)
 		prepare_arming(lane);
 	if (!count)
@@ -732,9 +865,32 @@ static void lane_destroy(void *argument)
 	}
 	lane->arming_count = 0;
 	rs_listeners_lane_gone(lane);
+	/* Dead under the hand-off lock, so that no thread lists more; what
+	 * was handed off goes to the kernel. */
+	pthread_mutex_lock(&lane->handoff_lock);
 	atomic_store(&lane->dead, true);
+	pthread_mutex_unlock(&lane->handoff_lock);
+	for (unsigned i = 0; i < lane->handoff_count; i++) {
+		struct rs_socket *socket = lane->handoff[i];
+
+		pthread_mutex_lock(&socket->lock);
+		socket->handed_off = false;
+		if (!socket->tx_in_flight)
+			rs_socket_push_to_kernel(socket);
+		pthread_mutex_unlock(&socket->lock);
+		rs_socket_unref(socket);
+	}
+	free(lane->handoff);
+	lane->handoff = NULL;
+	lane->handoff_count = lane->handoff_capacity = 0;
 	rs_stats_lane_release(lane->index);
 	io_uring_queue_exit(&lane->ring);
+	if (lane->wake_fd >= 0) {
+		int wake_fd = lane->wake_fd;
+
+		lane->wake_fd = -1;
+		REAL(close)(wake_fd);
+	}
 	free(lane->receive_memory);
 	lane->receive_memory = NULL;
 	if (lane->receive_ring)
@@ -769,6 +925,7 @@ static bool service_lane(struct rs_lane *lane)
 	bool left;
 
 	reap(lane, false);
+	take_handoffs(lane);
 	for (unsigned i = 0; i < lane->dirty_count; i++) {
 		struct rs_socket *socket = lane->dirty[i];
 
@@ -900,14 +1057,18 @@ void rs_lanes_atfork_child(void)
 	while (lane) {
 		struct rs_lane *next = lane->next_lane;
 
-		if (!atomic_load(&lane->dead))
+		if (!atomic_load(&lane->dead)) {
 			REAL(close)(lane->ring.ring_fd);
+			if (lane->wake_fd >= 0)
+				REAL(close)(lane->wake_fd);
+		}
 		/* The parent's threads are not here: their lanes' memory (a
 		 * copy) goes.  What the lists pointed to is reset by the
 		 * sockets' own fork handler. */
 		free(lane->dirty);
 		free(lane->dirty_spare);
 		free(lane->arming);
+		free(lane->handoff);
 		free(lane->steered);
 		free(lane->receive_memory);
 		if (lane->receive_ring)

@@ -204,10 +204,12 @@ static long ring_poll(struct pollfd *fds, nfds_t count, long long timeout_ns,
 		bool expired;
 		int ret;
 
-		if (timeout_ns == 0)
+		if (timeout_ns == 0) {
 			rs_lane_reap_now(lane);
-		else
+		} else {
+			rs_lane_begin_readiness_wait(lane);
 			rs_lane_reap(lane);
+		}
 		ready = gather(fds, count, slots, lane, sliced);
 		if ((ready || timeout_ns == 0) && !looked && lane->unsubmitted) {
 			/* Before answering, submit the kernel fds' polls: the
@@ -234,6 +236,7 @@ static long ring_poll(struct pollfd *fds, nfds_t count, long long timeout_ns,
 			break;
 		}
 	}
+	rs_lane_end_readiness_wait(lane);
 	disarm(slots, count, lane);
 	rs_lane_submit(lane);
 	rs_lane_leave(lane);

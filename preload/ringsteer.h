@@ -163,7 +163,7 @@ void rs_send_queue_atfork_child(void);
  * RS_OP_WRITABLE a poll for room after a kernel send said EAGAIN,
  * RS_OP_EPOLL a poll on the kernel part of an emulated epoll set. */
 enum rs_op_kind { RS_OP_WAIT, RS_OP_SEND, RS_OP_IGNORE, RS_OP_RECEIVE, RS_OP_WRITABLE,
-		  RS_OP_EPOLL };
+		  RS_OP_EPOLL, RS_OP_WAKE };
 
 struct rs_epoll;
 
@@ -231,11 +231,36 @@ struct rs_lane {
 	uint64_t readiness_changes;
 	struct rs_lane *next_lane;       /* in the registry, for the flusher */
 	_Atomic bool dead;               /* its thread exited */
+	/* Readiness another thread makes (the flusher, a thread pool's
+	 * write) while the owner waits in its ring for readiness: an eventfd
+	 * polled in the ring during those waits, written by rs_lane_wake. */
+	int wake_fd;                     /* -1: none */
+	bool wake_armed;
+	struct rs_op wake_op;
+	_Atomic bool waiting_for_readiness;
+	/* Sockets whose loop runs here and whose bytes another thread queued
+	 * (a thread pool's sendfile): each holding a ref, taken into the
+	 * dirty list at the next submission (or by the flusher). */
+	pthread_mutex_t handoff_lock;    /* a leaf: taken under a socket's lock */
+	struct rs_socket **handoff;
+	unsigned handoff_count;
+	unsigned handoff_capacity;
+	_Atomic bool handoff_pending;
 };
 
 /* The calling thread's lane, created on first use; NULL when io_uring is not
  * available (the caller then takes the kernel path). */
 struct rs_lane *rs_lane_get(void);
+/* The calling thread's lane if it has one; never creates it. */
+struct rs_lane *rs_lane_current(void);
+/* Between these the owner waits for readiness (epoll, poll, select): what
+ * changes it from another thread wakes the wait (rs_lane_wake). */
+void rs_lane_begin_readiness_wait(struct rs_lane *lane);
+void rs_lane_end_readiness_wait(struct rs_lane *lane);
+void rs_lane_wake(struct rs_lane *lane);
+/* Hands a socket with queued bytes to the lane its loop runs on, from
+ * another thread; socket locked.  False if it could not be listed. */
+bool rs_lane_hand_off(struct rs_lane *home, struct rs_socket *socket);
 /* Takes the lane for a shim call, and releases it. */
 void rs_lane_enter(struct rs_lane *lane);
 void rs_lane_leave(struct rs_lane *lane);
@@ -322,6 +347,7 @@ struct rs_socket {
 	bool broken;               /* the connection failed: sends take the kernel path */
 	bool kernel_path;          /* an internal failure handed it back to the kernel */
 	bool write_through;        /* stdio may write it too: a write's bytes leave before it returns */
+	bool handed_off;           /* on its rx_lane's hand-off list */
 	int app_fds;               /* >0: adopted under several fd numbers, fd is our own dup */
 	struct rs_socket *next_orphan; /* closed by the application, bytes left */
 	struct iovec tx_iov[RS_TX_IOV_MAX];
@@ -438,6 +464,9 @@ static inline void rs_socket_readiness_moved(struct rs_socket *socket)
 	atomic_store_explicit(&socket->readiness_version,
 			      atomic_load_explicit(&socket->readiness_version, memory_order_relaxed) + 1,
 			      memory_order_release);
+	/* Moved by a thread other than the one whose loop watches it. */
+	if (socket->rx_lane && socket->rx_lane != rs_lane_current())
+		rs_lane_wake(socket->rx_lane);
 }
 /* Event-mode sockets' buffered bytes (FIONREAD); socket locked. */
 size_t rs_socket_buffered(const struct rs_socket *socket);

@@ -59,6 +59,8 @@ struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind)
 	socket->write_shut = false;
 	socket->broken = false;
 	socket->kernel_path = false;
+	socket->write_through = false;
+	socket->handed_off = false;
 	socket->app_fds = 0;
 	socket->tx_error = 0;
 	rs_send_queue_init(&socket->txq);
@@ -885,6 +887,7 @@ void rs_sockets_atfork_child(void)
 		socket->arming_listed = false;
 		socket->arming_lane = NULL;
 		socket->rx_lane = NULL;
+		socket->handed_off = false;
 		socket->rx_start = socket->rx_end = 0;
 		socket->writable_poll_in_flight = false;
 		socket->writable_poll_wanted = false;
