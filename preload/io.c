@@ -853,9 +853,14 @@ long rs_sendmsg(int fd, const struct msghdr *message, int flags)
  * sendfile of a file into the socket's queue: the file's bytes are read
  * into it (one read, no sendfile of its own) and leave with the bytes queued
  * before them, in the lane's next send.  Up to the queue's room; a blocking
- * call that wants more, or an in_fd that cannot be read at an offset (a
- * pipe), takes the kernel's sendfile.  Returns -ENOTSUP for those.
+ * call that wants more, one bigger than SENDFILE_QUEUE_MAX, or an in_fd that
+ * cannot be read at an offset (a pipe), takes the kernel's sendfile.
+ * Returns -ENOTSUP for those.
  */
+#ifndef SENDFILE_QUEUE_MAX
+#define SENDFILE_QUEUE_MAX (16 * 1024)
+#endif
+
 static long queue_file(struct rs_socket *socket, struct rs_lane *lane, int in_fd, off_t *offset,
 		       size_t count)
 {
@@ -863,8 +868,8 @@ static long queue_file(struct rs_socket *socket, struct rs_lane *lane, int in_fd
 	long result;
 	size_t room;
 
-	if (!count || socket->kind != RS_SOCKET_CONNECTED || socket->kernel_path ||
-	    socket->has_timeouts || (nonblocking && !rs_config.event_sockets))
+	if (!count || count > SENDFILE_QUEUE_MAX || socket->kind != RS_SOCKET_CONNECTED ||
+	    socket->kernel_path || socket->has_timeouts || (nonblocking && !rs_config.event_sockets))
 		return -ENOTSUP;
 	RS_COUNT_CALL(lane);
 	rs_lane_enter(lane);
