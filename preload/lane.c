@@ -366,12 +366,17 @@ void rs_lane_wake(struct rs_lane *lane)
 	int saved_errno;
 
 	atomic_thread_fence(memory_order_seq_cst);
-	if (lane->wake_fd < 0 || !atomic_load_explicit(&lane->waiting_for_readiness, memory_order_relaxed))
+	if (!atomic_load_explicit(&lane->waiting_for_readiness, memory_order_relaxed))
 		return;
 	saved_errno = errno;
+	/* Under the hand-off lock, which the lane's exit takes before it
+	 * closes the eventfd: its number is never another file's here. */
+	pthread_mutex_lock(&lane->handoff_lock);
 	/* Non-blocking: a full counter already means a wake is pending. */
-	if (REAL(write)(lane->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+	if (!atomic_load(&lane->dead) && lane->wake_fd >= 0 &&
+	    REAL(write)(lane->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		rs_debug("lane %u: writing its wake eventfd: %s", lane->index, strerror(errno));
+	pthread_mutex_unlock(&lane->handoff_lock);
 	errno = saved_errno;
 }
 
