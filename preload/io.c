@@ -177,13 +177,17 @@ static long ring_receive_once(struct rs_socket *socket, struct rs_lane *lane,
 		struct io_uring_sqe *sqe;
 		int ret;
 
-		/* The socket's own queued bytes go linked before the receive:
-		 * what a blocking write then read would do, in one enter, and
-		 * only the receive's completion wakes us. */
+		/* The socket's own queued bytes go in the same submission,
+		 * ahead of the receive: what a blocking write then read would
+		 * do, in one enter, waiting for both completions.  Not linked:
+		 * a link costs the receive a trip through task work (about 1.5
+		 * us of CPU per request at 50 blocking connections), and the
+		 * two directions of a TCP connection do not wait on each
+		 * other; a failed connection fails the receive by itself. */
 		pthread_mutex_lock(&socket->lock);
 		if (socket->txq.bytes && !socket->tx_in_flight &&
-		    rs_socket_start_linked_send(socket, lane))
-			op.linked_send = socket;
+		    rs_socket_start_send_with_receive(socket, lane))
+			op.paired_send = socket;
 		else
 			push_with_lane(socket, lane);
 		pthread_mutex_unlock(&socket->lock);
@@ -196,17 +200,8 @@ static long ring_receive_once(struct rs_socket *socket, struct rs_lane *lane,
 		ret = rs_lane_wait(lane, &op);
 		if (ret < 0) {
 			/* The operation writes into the caller's buffer: it
-			 * must be settled before we return.  A receive still
-			 * behind its linked send is reached by cancelling the
-			 * send. */
-			pthread_mutex_lock(&socket->lock);
-			if (op.linked_send && socket->tx_in_flight && socket->tx_linked) {
-				struct io_uring_sqe *cancel = rs_lane_sqe(lane);
-
-				io_uring_prep_cancel(cancel, &socket->tx_op, 0);
-				io_uring_sqe_set_data(cancel, NULL);
-			}
-			pthread_mutex_unlock(&socket->lock);
+			 * must be settled before we return.  The send beside it
+			 * goes on, as the bytes of a write that returned. */
 			rs_lane_cancel(lane, &op);
 			if (op.result != -ECANCELED && op.result != -EINTR)
 				return op.result;
@@ -217,17 +212,6 @@ static long ring_receive_once(struct rs_socket *socket, struct rs_lane *lane,
 			if (rs_restart_after_signal())
 				continue;
 			return -EINTR;
-		}
-		if (op.result == -ECANCELED && op.linked_send) {
-			/* The send failed and took the receive with it. */
-			int error;
-
-			pthread_mutex_lock(&socket->lock);
-			error = take_send_error(socket, true);
-			pthread_mutex_unlock(&socket->lock);
-			if (error)
-				return error;
-			continue;
 		}
 		if (op.result == -EINTR && rs_restart_after_signal())
 			continue;

@@ -630,16 +630,16 @@ void rs_lane_prepare_sends(struct rs_lane *lane)
 	lane->dirty_spare_capacity = sending_capacity;
 }
 
-/* A receive linked behind its socket's send completes after it: waiting
- * for both CQEs at once saves waking up for the send's alone. */
+/* A receive submitted with its socket's send mostly completes after it:
+ * waiting for both CQEs at once saves waking up for the send's alone. */
 static unsigned op_completions_pending(struct rs_op *op)
 {
-	struct rs_socket *socket = op->linked_send;
+	struct rs_socket *socket = op->paired_send;
 	unsigned count = 1;
 
 	if (socket) {
 		pthread_mutex_lock(&socket->lock);
-		if (socket->tx_in_flight && socket->tx_linked)
+		if (socket->tx_in_flight && socket->tx_with_receive)
 			count = 2;
 		pthread_mutex_unlock(&socket->lock);
 	}

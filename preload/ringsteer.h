@@ -175,8 +175,8 @@ struct rs_op {
 	unsigned cqe_flags;
 	struct rs_socket *socket;
 	struct rs_epoll *epoll;
-	/* A receive linked behind this socket's send (see io.c). */
-	struct rs_socket *linked_send;
+	/* A receive submitted with this socket's send (see io.c). */
+	struct rs_socket *paired_send;
 };
 
 struct rs_lane {
@@ -342,7 +342,7 @@ struct rs_socket {
 	struct rs_lane *tx_lane;   /* the lane that has it dirty or in flight */
 	bool tx_in_flight;
 	bool tx_listed;            /* an entry on tx_lane's dirty list exists */
-	bool tx_linked;            /* the send in flight is linked before a receive */
+	bool tx_with_receive;      /* the send in flight went with a blocking receive */
 	bool write_shut;           /* shutdown(SHUT_WR) was called */
 	bool broken;               /* the connection failed: sends take the kernel path */
 	bool kernel_path;          /* an internal failure handed it back to the kernel */
@@ -417,9 +417,9 @@ void rs_socket_unref(struct rs_socket *socket);
 /* Called with the socket locked when a send completes on lane; owner says
  * whether the caller owns the lane (else it is the flusher). */
 void rs_socket_send_done(struct rs_socket *socket, struct rs_lane *lane, bool owner, int result);
-/* Starts a send of the queue linked before the receive prepared next, in
- * the same submission; socket locked.  Returns false if it cannot. */
-bool rs_socket_start_linked_send(struct rs_socket *socket, struct rs_lane *lane);
+/* Starts a send of the queue ahead of the receive prepared next, in the
+ * same submission; socket locked.  Returns false if it cannot. */
+bool rs_socket_start_send_with_receive(struct rs_socket *socket, struct rs_lane *lane);
 /* Sends the queue with non-blocking kernel sends (flusher, exit). */
 int rs_socket_push_to_kernel(struct rs_socket *socket);
 /* TCP_CORK on a connected accelerated socket: 0 or negative errno. */

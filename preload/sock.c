@@ -67,7 +67,7 @@ struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind)
 	socket->tx_lane = NULL;
 	socket->tx_in_flight = false;
 	socket->tx_listed = false;
-	socket->tx_linked = false;
+	socket->tx_with_receive = false;
 	socket->next_orphan = NULL;
 	socket->tx_op.kind = RS_OP_SEND;
 	socket->tx_op.socket = socket;
@@ -182,15 +182,15 @@ void rs_socket_start_send(struct rs_socket *socket, struct rs_lane *lane)
 	rs_socket_ref(socket);
 }
 
-bool rs_socket_start_linked_send(struct rs_socket *socket, struct rs_lane *lane)
+bool rs_socket_start_send_with_receive(struct rs_socket *socket, struct rs_lane *lane)
 {
 	struct io_uring_sqe *sqe;
 	int count;
 
-	/* Both SQEs must go in one submission, or the link would break.  A
-	 * linked send may wait in the kernel for room, even on a deferred
-	 * ring: its thread waits in the ring for the receive behind it, and
-	 * a signal that ends that wait cancels both (ring_receive_once). */
+	/* Both SQEs go in one submission.  The send may wait in the kernel
+	 * for room, even on a deferred ring: its thread waits in the ring for
+	 * both completions, and a signal that ends that wait cancels the
+	 * receive and leaves the send to finish (ring_receive_once). */
 	/* Nor when a shutdown waits for the queue to drain: the peer may
 	 * answer only after that FIN, which goes once the send's completion
 	 * is reaped, and a wait for both would never reap it. */
@@ -203,16 +203,14 @@ bool rs_socket_start_linked_send(struct rs_socket *socket, struct rs_lane *lane)
 		return false;
 	rs_socket_sync_cork(socket);
 	sqe = rs_lane_sqe(lane);
-	/* MSG_WAITALL: like a blocking write, all of it leaves before the
-	 * receive starts; a failure cancels the receive. */
+	/* MSG_WAITALL: like a blocking write, all of it leaves. */
 	memset(&socket->tx_msg, 0, sizeof(socket->tx_msg));
 	socket->tx_msg.msg_iov = socket->tx_iov;
 	socket->tx_msg.msg_iovlen = (size_t)count;
 	io_uring_prep_sendmsg(sqe, socket->fd, &socket->tx_msg, MSG_NOSIGNAL | MSG_WAITALL);
-	io_uring_sqe_set_flags(sqe, IOSQE_IO_LINK);
 	io_uring_sqe_set_data(sqe, &socket->tx_op);
 	socket->tx_in_flight = true;
-	socket->tx_linked = true;
+	socket->tx_with_receive = true;
 	socket->tx_lane = lane;
 	socket->tx_listed = false;
 	lane->sends_in_flight++;
@@ -256,7 +254,7 @@ static void record_send_error(struct rs_socket *socket, int error)
 void rs_socket_send_done(struct rs_socket *socket, struct rs_lane *lane, bool owner, int result)
 {
 	socket->tx_in_flight = false;
-	socket->tx_linked = false;
+	socket->tx_with_receive = false;
 	if (socket->fd < 0 && !socket->closed) {
 		rs_send_queue_clear(&socket->txq); /* forgotten meanwhile */
 		return;
