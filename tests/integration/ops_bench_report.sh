@@ -119,7 +119,7 @@ check_report() {
 			check_row "$report" "Event-loop servers" "epoll $config at $connections" 3 "epoll	$connections	$config" 4 6 7
 		done
 	done
-	for workload in redis-get redis-set nginx proxy; do
+	for workload in redis-get redis-set nginx proxy haproxy; do
 		for config in plain shim; do
 			check_row "$report" "Event-loop servers" "$workload $config" 3 "$workload	50	$config" 4 6 7
 		done

@@ -3,7 +3,7 @@
 #
 # make bench: the whole benchmark in one run, written up as one report.
 # It runs tools/bench/run.sh (blocking echo, epoll echo, redis, nginx
-# serving and proxying; plain, under the shim and native) and
+# serving and proxying, haproxy; plain, under the shim and native) and
 # tools/bench/steer_bench.sh (connection steering, as root), each into a
 # directory of its own inside the report's directory, then writes report.md
 # there: the machine it ran on, every table of both scripts with the
@@ -266,6 +266,7 @@ panel_title() {
 	redis-set) echo "redis SET, $2 connections" ;;
 	nginx) echo "nginx, $2 connections (wrk percentiles)" ;;
 	proxy) echo "nginx as a reverse proxy, $2 connections (wrk percentiles)" ;;
+	haproxy) echo "haproxy, $2 connections (wrk percentiles)" ;;
 	steering) echo "steer_workers, $2 workers: light requests" ;;
 	nginx-steering) echo "nginx, $2 workers (wrk percentiles)" ;;
 	*) echo "$1, $2" ;;
@@ -475,8 +476,8 @@ write_report() {
 
 	table_section "Blocking echo server (issue 2)" "$REPORT_DIR/echo" blocking.md echo_command blocking \
 		'`tests/servers/echo_threaded` (thread per connection), plain and under the shim, driven by `tools/bench/loadgen` (closed loop, 64-byte messages).'
-	table_section "Event-loop servers (issue 3)" "$REPORT_DIR/echo" events.md echo_command "epoll redis-get redis-set nginx proxy" \
-		'`tools/bench/echo_epoll` plain and under the shim, with `tools/bench/echo_uring` (io_uring itself) as native; redis-server under redis-benchmark GET and SET; nginx with 4 workers under wrk; the same nginx as a reverse proxy (upstream connections kept alive, `RINGSTEER_CLIENT=1`) in front of a plain nginx.'
+	table_section "Event-loop servers (issue 3)" "$REPORT_DIR/echo" events.md echo_command "epoll redis-get redis-set nginx proxy haproxy" \
+		'`tools/bench/echo_epoll` plain and under the shim, with `tools/bench/echo_uring` (io_uring itself) as native; redis-server under redis-benchmark GET and SET; nginx with 4 workers under wrk; the same nginx as a reverse proxy (upstream connections kept alive, `RINGSTEER_CLIENT=1`) in front of a plain nginx; haproxy in front of that nginx, the same way.'
 	table_section "Connection steering (issue 4)" "$REPORT_DIR/steering" steering.md steer_command steering \
 		'The pre-fork test server `tests/servers/steer_workers` under `tools/bench/steer_load` (reconnecting sessions, 12.5 percent heavy, 12.5 percent hot): one shared listener, SO_REUSEPORT hashing, and the shim with each steering policy.'
 	table_section "nginx with and without steering (issue 4)" "$REPORT_DIR/steering" nginx.md steer_command nginx-steering \
@@ -531,7 +532,7 @@ render() {
 			"latency-blocking|echo|blocking echo server|blocking" \
 			"latency-epoll|echo|epoll echo server: plain, shim, native|epoll" \
 			"latency-redis|echo|redis-server under redis-benchmark|redis-get redis-set" \
-			"latency-nginx|echo|nginx under wrk, serving and proxying|nginx proxy" \
+			"latency-nginx|echo|nginx and haproxy under wrk, serving and proxying|nginx proxy haproxy" \
 			"latency-steering|steering|steering benchmark: light requests per configuration|steering" \
 			"latency-nginx-steering|steering|nginx with and without steering|nginx-steering"; do
 			IFS='|' read -r name source title workloads <<<"$entry"

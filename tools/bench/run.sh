@@ -13,6 +13,9 @@
 #   proxy     the same nginx as a reverse proxy (upstream connections kept
 #             alive, RINGSTEER_CLIENT=1) in front of a plain nginx serving
 #             the file; only the proxy is measured
+#   haproxy   haproxy (HTTP mode, its defaults: a thread per core, server
+#             connections kept alive) in front of the same plain nginx,
+#             RINGSTEER_CLIENT=1; only haproxy is measured
 # Each run starts a fresh server, warms it up, and then measures over one
 # interval: requests/s and latency from the client, server CPU time from
 # /proc (utime+stime of the server and all its descendants, reaped ones
@@ -29,7 +32,7 @@
 #
 # Environment:
 #   QUICK=1          short runs (2 s, one repetition) to check the harness
-#   WORKLOADS="blocking epoll redis nginx proxy"  what to run
+#   WORKLOADS="blocking epoll redis nginx proxy haproxy"  what to run
 #   DURATION=S       measured seconds per run (default 5; QUICK: 2)
 #   WARMUP=S         warm-up seconds per run (default 1; QUICK: 0.5)
 #   REPEAT=N         blocking runs per configuration (default 6; QUICK: 1):
@@ -86,7 +89,7 @@ else
 	DURATION=${DURATION:-5}; WARMUP=${WARMUP:-1}; REPEAT=${REPEAT:-6}; EVENT_REPEAT=${EVENT_REPEAT:-6}
 	REDIS_REQUESTS=${REDIS_REQUESTS:-300000}
 fi
-WORKLOADS=${WORKLOADS:-"blocking epoll redis nginx proxy"}
+WORKLOADS=${WORKLOADS:-"blocking epoll redis nginx proxy haproxy"}
 CONNECTIONS=${CONNECTIONS:-"1 50"}
 EVENT_CONNECTIONS=${EVENT_CONNECTIONS:-"1 50 500"}
 EPOLL_THREADS=${EPOLL_THREADS:-1}
@@ -139,8 +142,8 @@ for connections in $EVENT_CONNECTIONS; do
 done
 for workload in $WORKLOADS; do
 	case $workload in
-	blocking | epoll | redis | nginx | proxy) ;;
-	*) fail "WORKLOADS='$WORKLOADS': unknown workload $workload (blocking, epoll, redis, nginx, proxy)" ;;
+	blocking | epoll | redis | nginx | proxy | haproxy) ;;
+	*) fail "WORKLOADS='$WORKLOADS': unknown workload $workload (blocking, epoll, redis, nginx, proxy, haproxy)" ;;
 	esac
 done
 wanted() { [[ " $WORKLOADS " == *" $1 "* ]]; }
@@ -174,8 +177,9 @@ need_commands() {
 	done
 }
 wanted redis && need_commands redis-server redis-benchmark redis-cli
-{ wanted nginx || wanted proxy; } && need_commands nginx wrk curl
-{ wanted redis || wanted nginx || wanted proxy; } && need_commands ss
+{ wanted nginx || wanted proxy || wanted haproxy; } && need_commands nginx wrk curl
+wanted haproxy && need_commands haproxy
+{ wanted redis || wanted nginx || wanted proxy || wanted haproxy; } && need_commands ss
 
 if [ -n "$SHIM_LIB" ]; then
 	[ -f "$SHIM_LIB" ] || fail "$SHIM_LIB is not built: run make, or set SHIM_LIB= to run plain against plain"
@@ -786,6 +790,24 @@ write_nginx_config() {
 	} >"$NGINX_DIR/nginx.conf"
 }
 
+# The haproxy workload's configuration, in front of the backend.
+write_haproxy_config() {
+	cat >"$NGINX_DIR/haproxy.cfg" <<CONF
+global
+    maxconn 8192
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+frontend web
+    bind 127.0.0.1:$1
+    default_backend servers
+backend servers
+    server nginx 127.0.0.1:$NGINX_UPSTREAM_PORT
+CONF
+}
+
 # The proxy workload's backend: a plain nginx (one worker, never measured)
 # serving the same file from a directory of its own.  Sets BACKEND_PID and
 # NGINX_UPSTREAM_PORT.
@@ -837,19 +859,26 @@ wrk_microseconds() {
 
 # One nginx run with wrk over keep-alive connections: every response 2xx, no
 # socket error, and the file fetched whole before and after.  WORKLOAD is
-# nginx (static files), or proxy (nginx as a reverse proxy in front of the
+# nginx (static files), proxy (nginx as a reverse proxy in front of the
 # backend, with RINGSTEER_CLIENT=1 so that the shim also carries the
-# upstream connections).
+# upstream connections) or haproxy (haproxy in front of the backend, the
+# same way).
 run_nginx() {
 	local config=$1 repetition=$2 workload=${3:-nginx}
 	local name=$workload-$config-r$repetition status=0 port url
 	local -a launcher=()
 	port=$(free_port) || { say "bench: $name: no free port"; return 1; }
 	url=http://127.0.0.1:$port/file.bin
-	write_nginx_config "$port"
-	[ "$workload" = proxy ] && launcher=(env RINGSTEER_CLIENT=1)
-	launch_server "$config" "$RUN_DIR/$name.server.out" "$RUN_DIR/$name.server.err" \
-		"${launcher[@]}" nginx -p "$NGINX_DIR" -c "$NGINX_DIR/nginx.conf" -e "$NGINX_DIR/logs/error.log"
+	if [ "$workload" = haproxy ]; then
+		write_haproxy_config "$port"
+		launch_server "$config" "$RUN_DIR/$name.server.out" "$RUN_DIR/$name.server.err" \
+			env RINGSTEER_CLIENT=1 haproxy -db -f "$NGINX_DIR/haproxy.cfg"
+	else
+		write_nginx_config "$port"
+		[ "$workload" = proxy ] && launcher=(env RINGSTEER_CLIENT=1)
+		launch_server "$config" "$RUN_DIR/$name.server.out" "$RUN_DIR/$name.server.err" \
+			"${launcher[@]}" nginx -p "$NGINX_DIR" -c "$NGINX_DIR/nginx.conf" -e "$NGINX_DIR/logs/error.log"
+	fi
 	if ! wait_for_server 10 nginx_serves_file "$url"; then
 		say "bench: $name: nginx did not serve the file: $(tail -n 5 "$RUN_DIR/$name.server.err" "$NGINX_DIR/logs/error.log")"
 		finish_server "$name"
@@ -887,6 +916,9 @@ run_nginx() {
 			status=1
 		elif grep -qE '\[(alert|crit|emerg)\]' "$NGINX_DIR/logs/error.log"; then
 			say "bench: $name: nginx logged: $(grep -E '\[(alert|crit|emerg)\]' "$NGINX_DIR/logs/error.log" | tail -n 3)"
+			status=1
+		elif grep -qE '\[(ALERT|EMERG)\]' "$RUN_DIR/$name.server.err"; then
+			say "bench: $name: haproxy logged: $(grep -E '\[(ALERT|EMERG)\]' "$RUN_DIR/$name.server.err" | tail -n 3)"
 			status=1
 		fi
 		result=$(awk -v n="$requests" -v r="$rps" -v a="$p50" -v b="$p99" -v s="$duration_seconds" 'BEGIN {
@@ -1150,6 +1182,7 @@ wanted epoll && runs=$((runs + 3 * EVENT_REPEAT * $(count_words "$EVENT_CONNECTI
 wanted redis && runs=$((runs + 4 * EVENT_REPEAT))
 wanted nginx && runs=$((runs + 2 * EVENT_REPEAT))
 wanted proxy && runs=$((runs + 2 * EVENT_REPEAT))
+wanted haproxy && runs=$((runs + 2 * EVENT_REPEAT))
 say "bench: $WORKLOADS: plain vs $SHIM_LABEL, $runs runs of ${WARMUP}s warm-up + ${DURATION}s; results in $RUN_DIR"
 {
 	printf 'date=%s server=%s server_args=%s shim_lib=%s duration=%s warmup=%s repeat=%s size=%s loadgen_threads=%s pin=%s perf=%s\n' \
@@ -1219,21 +1252,26 @@ if wanted nginx; then
 		done
 	done
 fi
-if wanted proxy; then
-	say "bench: proxy: nginx ($NGINX_WORKERS workers) as a reverse proxy with kept-alive upstream connections to a plain nginx, $NGINX_FILE_SIZE-byte file, wrk with $NGINX_CONNECTIONS connections"
+for workload in proxy haproxy; do
+	wanted $workload || continue
+	if [ $workload = proxy ]; then
+		say "bench: proxy: nginx ($NGINX_WORKERS workers) as a reverse proxy with kept-alive upstream connections to a plain nginx, $NGINX_FILE_SIZE-byte file, wrk with $NGINX_CONNECTIONS connections"
+	else
+		say "bench: haproxy: haproxy (HTTP, its default threads, server connections kept alive) in front of a plain nginx, $NGINX_FILE_SIZE-byte file, wrk with $NGINX_CONNECTIONS connections"
+	fi
 	[ -n "${NGINX_DIR:-}" ] || prepare_nginx || fail "cannot prepare the nginx document root in $WORK"
 	if start_backend; then
 		for repetition in $(seq "$EVENT_REPEAT"); do
 			for config in $(ordered "$repetition" plain shim); do
-				run_nginx "$config" "$repetition" proxy || failures=$((failures + 1))
+				run_nginx "$config" "$repetition" $workload || failures=$((failures + 1))
 			done
 		done
 	else
-		say "bench: proxy: the backend nginx did not serve the file: $(tail -n 3 "$RUN_DIR/proxy-backend.err")"
+		say "bench: $workload: the backend nginx did not serve the file: $(tail -n 3 "$RUN_DIR/proxy-backend.err")"
 		failures=$((failures + 1))
 	fi
 	stop_backend
-fi
+done
 
 [ -s "$RUN_DIR/runs.tsv" ] || [ -s "$RUN_DIR/events.tsv" ] || fail "no run succeeded"
 [ -s "$RUN_DIR/runs.tsv" ] && summarize >"$RUN_DIR/blocking.md"
