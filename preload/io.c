@@ -938,6 +938,9 @@ static void kernel_send_done(struct rs_socket *socket, long result)
 	rs_lane_leave(lane);
 }
 
+static long splice_received(struct rs_socket *socket, int pipe_fd, size_t length,
+			    unsigned int flags);
+
 static long sendfile_common(int out_fd, int in_fd, off_t *offset, size_t count, bool large)
 {
 	struct rs_socket *socket = rs_fd_get(out_fd);
@@ -945,8 +948,24 @@ static long sendfile_common(int out_fd, int in_fd, off_t *offset, size_t count, 
 	struct rs_lane *lane;
 	long result;
 
+	if (source && !socket && !offset && source->event_mode &&
+	    source->kind == RS_SOCKET_CONNECTED) {
+		struct stat status;
+		int flags;
+
+		/* Out of a socket received ahead on into a pipe, which the
+		 * kernel's sendfile does as a splice (the pipe's O_NONBLOCK
+		 * as SPLICE_F_NONBLOCK): its buffer answers. */
+		if (fstat(out_fd, &status) == 0 && S_ISFIFO(status.st_mode) &&
+		    (flags = REAL(fcntl)(out_fd, F_GETFL)) >= 0) {
+			result = splice_received(source, out_fd, count,
+						 (flags & O_NONBLOCK) ? SPLICE_F_NONBLOCK : 0);
+			rs_socket_unref(source);
+			return result;
+		}
+	}
 	if (source)
-		rs_socket_unref(source); /* its bytes may be received ahead: the kernel's */
+		rs_socket_unref(source); /* anything else of it is the kernel's */
 	if (socket)
 		finish_connecting(socket);
 	if (socket && !source && (lane = rs_lane_get())) {

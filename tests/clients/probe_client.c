@@ -231,6 +231,8 @@ int main(int argc, char **argv)
 		expect("hello world\n");
 		expect("tail\n");
 		send_text("xyz");
+		expect("again\n");
+		send_text("uvw");
 		expect("done\n");
 		close_normally();
 	} else if (!strcmp(scenario, "closerange")) {

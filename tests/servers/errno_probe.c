@@ -366,6 +366,15 @@ static void scenario_splice(int fd)
 	/* The client sends "xyz" once it sees "tail": this one waits. */
 	STEP("splice(10) blocking", splice(fd, NULL, pipe_fds[1], NULL, 10, 0));
 	record_pipe("pipe", pipe_fds[0], false);
+	/* sendfile from the socket into the pipe is a splice too: once the
+	 * bytes are there (received ahead under the shim). */
+	set_nonblocking(fd, true);
+	STEP("write(again)", write(fd, "again\n", 6));
+	STEP("epoll_wait", epoll_wait(epoll_fd, &ready, 1, 10000));
+	STEP("sendfile(socket to pipe, 10)", sendfile(pipe_fds[1], fd, NULL, 10));
+	record_pipe("pipe", pipe_fds[0], false);
+	STEP("sendfile(socket to pipe, 10) when empty", sendfile(pipe_fds[1], fd, NULL, 10));
+	set_nonblocking(fd, false);
 	STEP("write(done)", write(fd, "done\n", 5));
 	STEP("splice(10) until the client closes", splice(fd, NULL, pipe_fds[1], NULL, 10, 0));
 	close(pipe_fds[0]);
