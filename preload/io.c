@@ -1013,9 +1013,9 @@ long rs_sendfile64(int out_fd, int in_fd, off64_t *offset, size_t count)
 static __thread char *splice_chunk;
 
 /* Writes into a pipe what fits now: -EAGAIN when it is full, as the
- * kernel's splice finds it.  Pipes that refuse RWF_NOWAIT (before Linux
- * 5.8 or so) get at most PIPE_BUF bytes once poll says a page is free, which
- * never blocks. */
+ * kernel's splice finds it.  A pipe that refuses RWF_NOWAIT (EOPNOTSUPP, on
+ * kernels older than this one) gets at most PIPE_BUF bytes once poll says a
+ * page is free, which never blocks. */
 static long write_to_pipe_now(int pipe_fd, const char *data, size_t length)
 {
 	struct iovec part = { .iov_base = (void *)data, .iov_len = length };
