@@ -755,11 +755,10 @@ static long queue_send(struct rs_socket *socket, const struct iovec *iov, int io
 			break;
 		}
 	}
-	if (result > 0 && socket->write_through && nonblocking && !socket->tx_in_flight)
-		rs_socket_push_to_kernel(socket);
 	pthread_mutex_unlock(&socket->lock);
-	if (result > 0 && socket->write_through && !nonblocking)
-		rs_socket_drain(socket, lane); /* an EINTR leaves them to leave later */
+	/* An EINTR or EAGAIN leaves them to leave later. */
+	if (result > 0 && socket->write_through)
+		rs_socket_send_queued(socket, lane, !nonblocking);
 	if (lane->dirty_count >= rs_config.batch)
 		rs_lane_submit(lane);
 	rs_lane_leave(lane);
@@ -873,8 +872,8 @@ static long queue_file(struct rs_socket *socket, struct rs_lane *lane, int in_fd
 			list_queued_bytes(socket, lane);
 	}
 	pthread_mutex_unlock(&socket->lock);
-	if (result > 0 && socket->write_through && !nonblocking)
-		rs_socket_drain(socket, lane);
+	if (result > 0 && socket->write_through)
+		rs_socket_send_queued(socket, lane, !nonblocking);
 	if (lane->dirty_count >= rs_config.batch)
 		rs_lane_submit(lane);
 	rs_lane_leave(lane);
@@ -895,17 +894,11 @@ static int send_queued_first(struct rs_socket *socket)
 
 	if (lane)
 		rs_lane_enter(lane);
-	if (socket->nonblocking) {
+	ret = rs_socket_send_queued(socket, lane, !socket->nonblocking);
+	if (ret == -EAGAIN) {
 		pthread_mutex_lock(&socket->lock);
-		if (!socket->tx_in_flight && socket->txq.bytes)
-			rs_socket_push_to_kernel(socket);
-		if (socket->txq.bytes || socket->tx_in_flight) {
-			socket->tx_blocked = true;
-			ret = -EAGAIN;
-		}
+		socket->tx_blocked = true;
 		pthread_mutex_unlock(&socket->lock);
-	} else {
-		ret = rs_socket_drain(socket, lane);
 	}
 	if (lane)
 		rs_lane_leave(lane);

@@ -431,6 +431,10 @@ void rs_socket_sync_cork(struct rs_socket *socket);
 void rs_socket_start_send(struct rs_socket *socket, struct rs_lane *lane);
 int rs_socket_close(struct rs_socket *socket, struct rs_lane *lane);
 int rs_socket_drain(struct rs_socket *socket, struct rs_lane *lane);
+/* Sends what is queued now: with wait, all of it (rs_socket_drain);
+ * without, what the kernel takes at once, -EAGAIN if bytes are left or in
+ * flight.  Socket unlocked, lane (if any) entered. */
+int rs_socket_send_queued(struct rs_socket *socket, struct rs_lane *lane, bool wait);
 /* From now on every write's bytes leave before the write returns. */
 void rs_socket_write_through(struct rs_socket *socket);
 /* Event mode: puts the socket's pending receive ahead and writable poll into

@@ -781,6 +781,21 @@ int rs_socket_close(struct rs_socket *socket, struct rs_lane *lane)
 	return ret;
 }
 
+int rs_socket_send_queued(struct rs_socket *socket, struct rs_lane *lane, bool wait)
+{
+	int ret = 0;
+
+	if (wait)
+		return rs_socket_drain(socket, lane);
+	pthread_mutex_lock(&socket->lock);
+	if (!socket->tx_in_flight && socket->txq.bytes)
+		rs_socket_push_to_kernel(socket);
+	if (socket->txq.bytes || socket->tx_in_flight)
+		ret = -EAGAIN;
+	pthread_mutex_unlock(&socket->lock);
+	return ret;
+}
+
 /* Makes every queued byte leave before a kernel call that must come after
  * them (sendfile, out-of-band data, a switch to the kernel path).  Blocking,
  * like the write that queued them; -EINTR if a signal interrupts. */
@@ -842,14 +857,7 @@ void rs_socket_write_through(struct rs_socket *socket)
 	pthread_mutex_unlock(&socket->lock);
 	if (lane)
 		rs_lane_enter(lane);
-	if (socket->nonblocking) {
-		pthread_mutex_lock(&socket->lock);
-		if (!socket->tx_in_flight && socket->txq.bytes)
-			rs_socket_push_to_kernel(socket);
-		pthread_mutex_unlock(&socket->lock);
-	} else {
-		rs_socket_drain(socket, lane);
-	}
+	rs_socket_send_queued(socket, lane, !socket->nonblocking);
 	if (lane)
 		rs_lane_leave(lane);
 }
