@@ -30,7 +30,7 @@
 
 #include "ringsteer.h"
 
-static __thread struct rs_lane *current_lane;
+RS_HIDDEN __thread struct rs_lane *rs_current_lane;
 static __thread bool lane_failed;
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -180,21 +180,16 @@ static struct rs_lane *lane_create(void)
 	return lane;
 }
 
-struct rs_lane *rs_lane_current(void)
-{
-	return current_lane;
-}
-
 struct rs_lane *rs_lane_get(void)
 {
-	if (likely(current_lane))
-		return current_lane;
+	if (likely(rs_current_lane))
+		return rs_current_lane;
 	if (lane_failed || !rs_active || !rs_io_uring_available())
 		return NULL;
-	current_lane = lane_create();
-	if (!current_lane)
+	rs_current_lane = lane_create();
+	if (!rs_current_lane)
 		lane_failed = true;
-	return current_lane;
+	return rs_current_lane;
 }
 
 void rs_lane_enter(struct rs_lane *lane)
@@ -807,7 +802,7 @@ void rs_lane_cancel_send(struct rs_lane *lane, struct rs_socket *socket)
 
 void rs_lane_flush_before_block(void)
 {
-	struct rs_lane *lane = current_lane;
+	struct rs_lane *lane = rs_current_lane;
 
 	if (!lane || (!lane->dirty_count && !lane->arming_count))
 		return;
@@ -901,7 +896,7 @@ static void lane_destroy(void *argument)
 	if (lane->receive_ring)
 		munmap(lane->receive_ring, RS_RECEIVE_BUFFERS * sizeof(struct io_uring_buf));
 	lane->receive_ring = NULL;
-	current_lane = NULL;
+	rs_current_lane = NULL;
 	pthread_mutex_unlock(&lane->lock);
 	/* The lane stays in the registry, dead, so the flusher never follows a
 	 * freed pointer; its stats slot keeps the totals. */
@@ -1086,7 +1081,7 @@ void rs_lanes_atfork_child(void)
 	pthread_setspecific(lane_key, NULL);
 	registry = NULL;
 	lane_count = 0;
-	current_lane = NULL;
+	rs_current_lane = NULL;
 	lane_failed = false;
 	pthread_mutex_init(&registry_lock, NULL);
 	atomic_store(&flusher_running, false);
@@ -1095,7 +1090,7 @@ void rs_lanes_atfork_child(void)
 
 void rs_lanes_exit(void)
 {
-	struct rs_lane *lane = current_lane;
+	struct rs_lane *lane = rs_current_lane;
 
 	if (lane) {
 		rs_lane_enter(lane);

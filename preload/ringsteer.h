@@ -251,8 +251,13 @@ struct rs_lane {
 /* The calling thread's lane, created on first use; NULL when io_uring is not
  * available (the caller then takes the kernel path). */
 struct rs_lane *rs_lane_get(void);
-/* The calling thread's lane if it has one; never creates it. */
-struct rs_lane *rs_lane_current(void);
+/* The calling thread's lane if it has one; never creates it (inline: a
+ * socket's every readiness change asks). */
+extern RS_HIDDEN __thread struct rs_lane *rs_current_lane;
+static inline struct rs_lane *rs_lane_current(void)
+{
+	return rs_current_lane;
+}
 /* Between these the owner waits for readiness (epoll, poll, select): what
  * changes it from another thread wakes the wait (rs_lane_wake). */
 void rs_lane_begin_readiness_wait(struct rs_lane *lane);
