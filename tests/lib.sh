@@ -452,6 +452,46 @@ check_fetched() {
 	done
 }
 
+# wait_clients PREFIX PID...: waits for background clients numbered 1, 2,
+# ... in the order of their PIDs, each printing into PREFIX-N.out only when
+# it fails; fails with the first failure's output.
+wait_clients() {
+	local prefix=$1 pid client=0
+	shift
+	for pid in "$@"; do
+		wait "$pid" || true
+	done
+	for pid in "$@"; do
+		client=$((client + 1))
+		[ -s "$prefix-$client.out" ] && fail "client $client: $(head -n 3 "$prefix-$client.out")"
+	done
+	return 0
+}
+
+# fetch_concurrently LABEL URL ROOT FILE...: 8 curl clients at once, each
+# fetching every FILE (in that order, over one connection) from URL into
+# $TEST_TMP/LABEL-N, all compared with the originals under ROOT.
+fetch_concurrently() {
+	local label=$1 url=$2 root=$3 client clients=()
+	shift 3
+	for client in 1 2 3 4 5 6 7 8; do
+		mkdir -p "$TEST_TMP/$label-$client"
+		(
+			arguments=()
+			for file in "$@"; do
+				arguments+=(-o "$TEST_TMP/$label-$client/$file" "$url/$file")
+			done
+			curl --silent --show-error --fail --max-time 60 "${arguments[@]}"
+		) >"$TEST_TMP/$label-$client.out" 2>&1 &
+		clients+=($!)
+		BACKGROUND_PIDS+=($!)
+	done
+	wait_clients "$TEST_TMP/$label" "${clients[@]}"
+	for client in 1 2 3 4 5 6 7 8; do
+		check_fetched "$root" "$TEST_TMP/$label-$client" "$@"
+	done
+}
+
 # ---- event-loop servers ------------------------------------------------------
 
 server_stdout() {

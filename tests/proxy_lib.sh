@@ -67,25 +67,35 @@ http {
 CONF
 }
 
+# start_nginx NAME HTTP-BLOCK-EXTRA SERVER-BLOCK-BODY [OPTION...]: an nginx
+# of write_nginx_config on a free port (three tries), started by
+# start_real_server with the OPTIONs (--plain, --env ...); sets PORT and
+# SERVER_PID.
+start_nginx() {
+	local name=$1 http=$2 server=$3 attempt port
+	shift 3
+	for attempt in 1 2 3; do
+		port=$(free_port)
+		write_nginx_config "$name" "$port" "$http" "$server"
+		start_real_server --retry "$@" "$name" "$port" \
+			nginx -c "$TEST_TMP/$name.conf" -e stderr && return 0
+	done
+	fail "nginx ($name) found no free port in 3 attempts"
+}
+
 # start_backend: the plain nginx serving $ROOT; sets BACKEND_PORT and
 # BACKEND_PID.
 start_backend() {
-	local attempt
-	for attempt in 1 2 3; do
-		BACKEND_PORT=$(free_port)
-		write_nginx_config backend "$BACKEND_PORT" "" "root $ROOT;"
-		start_real_server --plain --retry backend "$BACKEND_PORT" \
-			nginx -c "$TEST_TMP/backend.conf" -e stderr && break
-		[ $attempt = 3 ] && fail "the backend nginx found no free port in 3 attempts"
-	done
+	start_nginx backend "" "root $ROOT;" --plain
+	BACKEND_PORT=$PORT
 	BACKEND_PID=$SERVER_PID
 }
 
-# check_backend_log: the backend logged no alert, emergency or critical
+# check_nginx_log NAME: that nginx logged no alert, emergency or critical
 # error (call after stopping it).
-check_backend_log() {
-	grep -E '\[(alert|emerg|crit)\]' "$TEST_TMP/backend-error.log" &&
-		fail "nginx (backend) logged errors: $(grep -E '\[(alert|emerg|crit)\]' "$TEST_TMP/backend-error.log" | head -n 3)"
+check_nginx_log() {
+	grep -E '\[(alert|emerg|crit)\]' "$TEST_TMP/$1-error.log" &&
+		fail "nginx ($1) logged errors: $(grep -E '\[(alert|emerg|crit)\]' "$TEST_TMP/$1-error.log" | head -n 3)"
 	return 0
 }
 
@@ -93,7 +103,7 @@ check_backend_log() {
 # connection and then by 8 clients at once (each fetching the big file
 # and the others), all compared with the originals.
 fetch_through() {
-	local label=$1 port=$2 arguments=() file client pid clients=()
+	local label=$1 port=$2 arguments=() file
 	mkdir -p "$TEST_TMP/$label"
 	for file in "${FILES[@]}"; do
 		arguments+=(-o "$TEST_TMP/$label/$file" "http://127.0.0.1:$port/$file")
@@ -105,26 +115,7 @@ fetch_through() {
 		fail "$label: not every answer was 200: $(sort "$TEST_TMP/$label.curl" | uniq -c | tr '\n' ';')"
 	check_fetched "$ROOT" "$TEST_TMP/$label" "${FILES[@]}"
 	note "$label: ${#FILES[@]} files fetched over one connection, all equal to the originals"
-	for client in 1 2 3 4 5 6 7 8; do
-		mkdir -p "$TEST_TMP/$label-$client"
-		(
-			arguments=()
-			for file in "${FILES[@]}"; do
-				arguments+=(-o "$TEST_TMP/$label-$client/$file" "http://127.0.0.1:$port/$file")
-			done
-			curl --silent --show-error --fail --max-time 60 "${arguments[@]}"
-		) >"$TEST_TMP/$label-$client.curl" 2>&1 &
-		clients+=($!)
-		BACKGROUND_PIDS+=($!)
-	done
-	for pid in "${clients[@]}"; do
-		wait "$pid" || true
-	done
-	for client in 1 2 3 4 5 6 7 8; do
-		[ -s "$TEST_TMP/$label-$client.curl" ] &&
-			fail "$label: curl client $client: $(head -n 3 "$TEST_TMP/$label-$client.curl")"
-		check_fetched "$ROOT" "$TEST_TMP/$label-$client" "${FILES[@]}"
-	done
+	fetch_concurrently "$label" "http://127.0.0.1:$port" "$ROOT" "${FILES[@]}"
 	note "$label: 8 concurrent clients fetched every file correctly"
 }
 

@@ -61,7 +61,7 @@ wrk_through tcp "$tcp_port"
 
 stop_server "$haproxy_pid"
 stop_server "$BACKEND_PID"
-check_backend_log
+check_nginx_log backend
 grep -E '\[(ALERT|EMERG)\]' "$SERVER_ERR" "$SERVER_OUT" &&
 	fail "haproxy logged alerts: $(grep -hE '\[(ALERT|EMERG)\]' "$SERVER_ERR" "$SERVER_OUT" | head -n 3)"
 assert_carried_all 1000 0 2

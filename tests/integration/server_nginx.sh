@@ -100,27 +100,11 @@ note "${#files[@]} files fetched over one kept-alive connection, all equal to th
 
 # 8 clients at once, each fetching every file (big.bin first, so several
 # sendfile transfers overlap).
-clients=()
-for client in 1 2 3 4 5 6 7 8; do
-	mkdir -p "$TEST_TMP/fetched-$client"
-	(
-		arguments=(-o "$TEST_TMP/fetched-$client/big.bin" "http://127.0.0.1:$PORT/big.bin")
-		for file in "${files[@]}"; do
-			[ "$file" = big.bin ] && continue
-			arguments+=(-o "$TEST_TMP/fetched-$client/$file" "http://127.0.0.1:$PORT/$file")
-		done
-		curl --silent --show-error --fail --max-time 60 "${arguments[@]}"
-	) >"$TEST_TMP/curl-$client.out" 2>&1 &
-	clients+=($!)
-	BACKGROUND_PIDS+=($!)
+big_first=(big.bin)
+for file in "${files[@]}"; do
+	[ "$file" = big.bin ] || big_first+=("$file")
 done
-for pid in "${clients[@]}"; do
-	wait "$pid" || true
-done
-for client in 1 2 3 4 5 6 7 8; do
-	[ -s "$TEST_TMP/curl-$client.out" ] && fail "curl client $client: $(head -n 3 "$TEST_TMP/curl-$client.out")"
-	check_fetched "$ROOT" "$TEST_TMP/fetched-$client" "${files[@]}"
-done
+fetch_concurrently fetched "http://127.0.0.1:$PORT" "$ROOT" "${big_first[@]}"
 note "8 concurrent clients fetched every file correctly"
 
 status=$(curl --silent --max-time 30 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/missing.txt")

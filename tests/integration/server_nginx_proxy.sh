@@ -13,25 +13,18 @@
 . "$(dirname "$0")/../proxy_lib.sh"
 
 start_backend
-for attempt in 1 2 3; do
-	port=$(free_port)
-	write_nginx_config proxy "$port" \
-		"upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 16; }" \
-		'location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }'
-	start_real_server --retry --env RINGSTEER_STATS_KEEP=1 --env RINGSTEER_CLIENT=1 proxy "$port" \
-		nginx -c "$TEST_TMP/proxy.conf" -e stderr && break
-	[ $attempt = 3 ] && fail "the proxy nginx found no free port in 3 attempts"
-done
+start_nginx proxy "upstream backend { server 127.0.0.1:$BACKEND_PORT; keepalive 16; }" \
+	'location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }' \
+	--env RINGSTEER_STATS_KEEP=1 --env RINGSTEER_CLIENT=1
 proxy_pid=$SERVER_PID
 
-fetch_through proxy "$port"
-wrk_through proxy "$port"
+fetch_through proxy "$PORT"
+wrk_through proxy "$PORT"
 
 stop_server "$proxy_pid"
 stop_server "$BACKEND_PID"
-check_backend_log
-grep -E '\[(alert|emerg|crit)\]' "$TEST_TMP/proxy-error.log" &&
-	fail "nginx (proxy) logged errors: $(grep -E '\[(alert|emerg|crit)\]' "$TEST_TMP/proxy-error.log" | head -n 3)"
+check_nginx_log backend
+check_nginx_log proxy
 # Only the proxy runs under the shim.  What it receives through its rings
 # beyond the clients' requests are the backend's answers: at least the
 # big file's nine transfers means the upstream connections were carried.
