@@ -196,6 +196,13 @@ static long ring_receive_once(struct rs_socket *socket, struct rs_lane *lane,
 			io_uring_prep_recv(sqe, socket->fd, buffer, length, flags);
 		else
 			io_uring_prep_recvmsg(sqe, socket->fd, message, (unsigned)flags);
+		/* Beside the answer it just queued, a request/response
+		 * thread's next request is not here yet: POLL_FIRST skips the
+		 * receive attempt that would only find that out (about 3
+		 * percent of CPU per request at 50 blocking connections).  One
+		 * already here is received as the poll is armed. */
+		if (op.paired_send && lane->receive_poll_first)
+			sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 		io_uring_sqe_set_data(sqe, &op);
 		ret = rs_lane_wait(lane, &op);
 		if (ret < 0) {

@@ -102,6 +102,9 @@ static int setup_ring(struct rs_lane *lane, bool defer)
 	setup_flags_supported = wanted;
 	lane->cq_entries = params.cq_entries;
 	lane->deferred = wanted & IORING_SETUP_DEFER_TASKRUN;
+	/* POLL_FIRST came in 5.19, before SINGLE_ISSUER (6.0); older kernels
+	 * fail a receive that asks for it. */
+	lane->receive_poll_first = wanted & IORING_SETUP_SINGLE_ISSUER;
 	io_uring_ring_dontfork(&lane->ring);
 	return 0;
 }

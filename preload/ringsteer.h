@@ -190,6 +190,7 @@ struct rs_lane {
 	unsigned sends_in_flight;  /* of which sends: what the flusher watches */
 	unsigned sends_prepared;   /* sends among the SQEs not yet submitted */
 	bool deferred;             /* the ring has DEFER_TASKRUN */
+	bool receive_poll_first;   /* the kernel has IORING_RECVSEND_POLL_FIRST */
 	/* Provided buffers for the multishot receives ahead of event-mode
 	 * sockets (set up at the first one; NULL if the kernel refused). */
 	struct io_uring_buf_ring *receive_ring;
