@@ -644,6 +644,19 @@ static unsigned op_completions_pending(struct rs_op *op)
 	return count;
 }
 
+/* io_uring_enter with an extended argument, through the registered ring
+ * when there is one, as liburing's own calls go. */
+static int enter_with_argument(struct rs_lane *lane, unsigned submit, unsigned wait,
+			       struct io_uring_getevents_arg *argument)
+{
+	unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
+
+	if (lane->ring_registered)
+		flags |= IORING_ENTER_REGISTERED_RING;
+	return io_uring_enter2(lane->ring.enter_ring_fd, submit, wait, flags,
+			       (sigset_t *)argument, sizeof(*argument));
+}
+
 /* How long a wait that also asked for this submission's sends may go on
  * once some completion has come. */
 #define PREDICTED_SENDS_WAIT_US 250
@@ -668,9 +681,7 @@ static int enter_ring_counting_sends(struct rs_lane *lane, unsigned wait)
 	count_enter(lane);
 	submit = rs_compat_flush_sq(&lane->ring);
 	started = rs_now_ns();
-	ret = io_uring_enter2(lane->ring.ring_fd, submit, wait + sends,
-			      IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, (sigset_t *)&argument,
-			      sizeof(argument));
+	ret = enter_with_argument(lane, submit, wait + sends, &argument);
 	if (ret < 0)
 		return ret;
 	/* Short of the count before min_wait ran out: only a signal ends a
@@ -739,9 +750,7 @@ int rs_lane_wait_timeout(struct rs_lane *lane, struct __kernel_timespec *timeout
 	argument.ts = (uint64_t)(uintptr_t)timeout;
 	count_enter(lane);
 	started = timeout ? rs_now_ns() : 0;
-	ret = io_uring_enter2(lane->ring.ring_fd, submit, wait_for,
-			      IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, (sigset_t *)&argument,
-			      sizeof(argument));
+	ret = enter_with_argument(lane, submit, wait_for, &argument);
 	if (ret >= 0 && !io_uring_cq_ready(&lane->ring)) {
 		/* An enter that submitted reports that count even when a
 		 * signal or the timeout ended its wait: with nothing

@@ -191,6 +191,7 @@ struct rs_lane {
 	unsigned sends_prepared;   /* sends among the SQEs not yet submitted */
 	bool deferred;             /* the ring has DEFER_TASKRUN */
 	bool receive_poll_first;   /* the kernel has IORING_RECVSEND_POLL_FIRST */
+	bool ring_registered;      /* enters name the ring by its registered index */
 	/* Provided buffers for the multishot receives ahead of event-mode
 	 * sockets (set up at the first one; NULL if the kernel refused). */
 	struct io_uring_buf_ring *receive_ring;
