@@ -14,8 +14,9 @@
  * bytes with non-blocking kernel sends; it never submits to the ring, which
  * with SINGLE_ISSUER only the owner may do.
  *
- * Task work runs by interrupting the owner by default (no DEFER_TASKRUN), so
- * a send in flight progresses even while the owner is away from the shim.
+ * Rings defer their task work (DEFER_TASKRUN, RINGSTEER_DEFER_TASKRUN=1)
+ * where the kernel has it: completions run only when the owner enters, so
+ * sends go with MSG_DONTWAIT and one that cannot finish is the flusher's.
  */
 #include <limits.h>
 #include <linux/futex.h>
