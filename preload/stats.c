@@ -8,12 +8,21 @@
  * stores.  If the file cannot be created the counters still run in private
  * memory, and one warning says so.  At exit, with RINGSTEER_LOG=info, one
  * line gives the process's totals.
+ *
+ * A process killed by a signal cannot remove its file, and tmpfs keeps it
+ * (33 KB each) for good: the first lane of every process removes the files
+ * of this user's dead processes, unless they asked to be kept.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +34,7 @@ static char path[320];
 static bool published;
 static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool io_uring_available = true;
+static bool swept;
 
 RS_HIDDEN struct rs_lane_stats *rs_process_stats = &private_header.process;
 /* Slots whose lane's thread exited, for the next lane to continue. */
@@ -85,6 +95,7 @@ fill:
 	next_shared_slot = 0;
 	header->pid = (uint64_t)getpid();
 	header->start_time_ns = realtime_ns();
+	header->keep = rs_config.stats_keep;
 	header->io_uring_available = io_uring_available;
 	for (int i = 0; i < RS_STATS_MAX_LANES; i++)
 		header->lanes[i].cpu = -1;
@@ -113,9 +124,86 @@ void rs_stats_atfork_child(void)
 	publish();
 }
 
+/* The pid a counters file's name gives (ringsteer.PID.stats or
+ * ringsteer.PID.UID.stats), or 0 if the name is not one of ours. */
+static pid_t pid_of_name(const char *name)
+{
+	const char *rest;
+	char *end;
+	long pid;
+
+	if (strncmp(name, "ringsteer.", 10))
+		return 0;
+	rest = name + 10;
+	if (*rest < '1' || *rest > '9')
+		return 0;
+	pid = strtol(rest, &end, 10);
+	if (*end == '.' && end[1] >= '0' && end[1] <= '9')
+		strtol(end + 1, &end, 10);
+	if (strcmp(end, ".stats") || pid > INT32_MAX)
+		return 0;
+	return (pid_t)pid;
+}
+
+/* Whether the file at name, in directory, is a counters file of its pid
+ * that nobody asked to keep. */
+static bool left_by(int directory, const char *name, pid_t pid)
+{
+	struct rs_stats_header prefix;
+	ssize_t got;
+	int fd;
+
+	fd = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return false;
+	got = pread(fd, &prefix, offsetof(struct rs_stats_header, process), 0);
+	REAL(close)(fd);
+	return got == (ssize_t)offsetof(struct rs_stats_header, process) &&
+	       prefix.magic == RS_STATS_MAGIC && prefix.pid == (uint64_t)pid && !prefix.keep;
+}
+
+static void sweep_dead_files(void)
+{
+	int saved_errno = errno, directory, removed = 0;
+	uid_t user = geteuid();
+	struct dirent *entry;
+	DIR *listing;
+
+	listing = opendir(rs_config.stats_dir);
+	if (!listing)
+		goto out;
+	directory = dirfd(listing);
+	while ((entry = readdir(listing))) {
+		pid_t pid = pid_of_name(entry->d_name);
+		struct stat status;
+
+		if (!pid || pid == getpid() ||
+		    fstatat(directory, entry->d_name, &status, AT_SYMLINK_NOFOLLOW) ||
+		    !S_ISREG(status.st_mode) || status.st_uid != user)
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		if (left_by(directory, entry->d_name, pid) &&
+		    unlinkat(directory, entry->d_name, 0) == 0)
+			removed++;
+	}
+	closedir(listing);
+	if (removed)
+		rs_debug("removed the counters files of %d dead processes from %s", removed,
+			 rs_config.stats_dir);
+out:
+	errno = saved_errno;
+}
+
 struct rs_lane_stats *rs_stats_lane_slot(unsigned *index)
 {
 	pthread_mutex_lock(&slot_lock);
+	/* Once per process: a child forked after its parent's first lane
+	 * inherits the flag, as the parent already swept. */
+	if (!swept) {
+		swept = true;
+		sweep_dead_files();
+	}
 	if (free_slot_count) {
 		*index = free_slots[--free_slot_count];
 	} else if (header->lanes_used < RS_STATS_MAX_LANES) {

@@ -51,7 +51,8 @@ struct rs_stats_header {
 	uint64_t exit_time_ns;    /* CLOCK_REALTIME when the process exited, or 0 */
 	uint64_t lanes_used;      /* slots 0..lanes_used-1 may hold data */
 	uint64_t io_uring_available; /* 0 if the shim runs everything on the kernel path */
-	uint64_t reserved[10];
+	uint64_t keep;            /* RINGSTEER_STATS_KEEP: not removed once the process is gone */
+	uint64_t reserved[9];
 	/* Work done on no lane (the flusher's sends); part of the totals. */
 	struct rs_lane_stats process;
 	struct rs_lane_stats lanes[RS_STATS_MAX_LANES];
