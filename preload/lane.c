@@ -213,13 +213,12 @@ void rs_lane_leave(struct rs_lane *lane)
 	if (lane->unsubmitted)
 		enter_ring(lane, 0);
 	if (lane->dirty_count || lane->sends_in_flight) {
-		if (!atomic_load_explicit(&lane->dirty_since_ns, memory_order_relaxed))
-			atomic_store_explicit(&lane->dirty_since_ns, rs_now_ns(),
-					      memory_order_relaxed);
+		if (!atomic_load_explicit(&lane->work_left, memory_order_relaxed))
+			atomic_store_explicit(&lane->work_left, true, memory_order_relaxed);
 		if (atomic_load_explicit(&flusher_sleeping, memory_order_relaxed))
 			rs_flusher_kick();
-	} else if (atomic_load_explicit(&lane->dirty_since_ns, memory_order_relaxed)) {
-		atomic_store_explicit(&lane->dirty_since_ns, 0, memory_order_relaxed);
+	} else if (atomic_load_explicit(&lane->work_left, memory_order_relaxed)) {
+		atomic_store_explicit(&lane->work_left, false, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&lane->lock);
 }
@@ -472,8 +471,8 @@ bool rs_lane_hand_off(struct rs_lane *home, struct rs_socket *socket)
 	socket->handed_off = true;
 	/* Busy, the owner takes it at its next submission; away, the flusher
 	 * does after its interval. */
-	if (!atomic_load_explicit(&home->dirty_since_ns, memory_order_relaxed))
-		atomic_store_explicit(&home->dirty_since_ns, rs_now_ns(), memory_order_relaxed);
+	if (!atomic_load_explicit(&home->work_left, memory_order_relaxed))
+		atomic_store_explicit(&home->work_left, true, memory_order_relaxed);
 	if (atomic_load_explicit(&flusher_sleeping, memory_order_relaxed))
 		rs_flusher_kick();
 	rs_lane_wake(home);
@@ -976,7 +975,7 @@ static bool service_lane(struct rs_lane *lane)
 	lane->dirty_count = kept;
 	left = lane->dirty_count || lane->sends_in_flight;
 	if (!left)
-		atomic_store_explicit(&lane->dirty_since_ns, 0, memory_order_relaxed);
+		atomic_store_explicit(&lane->work_left, false, memory_order_relaxed);
 	return left;
 }
 
@@ -991,24 +990,23 @@ static void *flusher_main(void *argument)
 
 		pthread_mutex_lock(&registry_lock);
 		for (struct rs_lane *lane = registry; lane; lane = lane->next_lane) {
-			uint64_t since = atomic_load_explicit(&lane->dirty_since_ns,
-							      memory_order_relaxed);
-
 			uint64_t entries = atomic_load_explicit(&lane->owner_entries,
 								memory_order_relaxed);
 
-			if (!since || atomic_load(&lane->dead))
+			if (!atomic_load_explicit(&lane->work_left, memory_order_relaxed) ||
+			    atomic_load(&lane->dead))
 				continue;
 			busy = true;
-			/* Work has been left since `since`, but an owner that
-			 * keeps coming back sends it itself: stepping in then
-			 * only fights it for the lane's lock. */
+			/* An owner that keeps coming back sends its work itself:
+			 * stepping in then only fights it for the lane's lock.
+			 * Leaving work is an entry, so work newer than the last
+			 * look waits a whole interval from this one; the owner
+			 * keeps no time stamp (a clock read per request). */
 			if (entries != lane->flusher_seen_entries) {
 				lane->flusher_seen_entries = entries;
 				lane->flusher_seen_at_ns = now;
 			}
-			if (now - since < (uint64_t)rs_config.flush_us * 1000ull ||
-			    now - lane->flusher_seen_at_ns < (uint64_t)rs_config.flush_us * 1000ull)
+			if (now - lane->flusher_seen_at_ns < interval_ns)
 				continue;
 			if (pthread_mutex_trylock(&lane->lock))
 				continue; /* the owner is in the shim: it will do it */

@@ -217,7 +217,7 @@ struct rs_lane {
 	 * meanwhile goes on a list nobody is walking. */
 	struct rs_socket **dirty_spare;
 	unsigned dirty_spare_capacity;
-	_Atomic uint64_t dirty_since_ns; /* 0: nothing waits for a flush */
+	_Atomic bool work_left;     /* queued bytes or sends wait for the owner */
 	/* Counts the owner's entries into the shim; the flusher steps in only
 	 * when it has not moved for RINGSTEER_FLUSH_US (see flusher_main). */
 	_Atomic uint64_t owner_entries;
