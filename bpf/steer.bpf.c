@@ -16,7 +16,7 @@
  * before the lanes have accepted any of them.
  *
  * Slot scans run under bpf_loop so that the verifier checks the loop body
- * once, whatever RS_STEER_MAX_SLOTS is.  Layouts and the load formula are
+ * once, whatever RS_STEER_MAX_SLOTS is, and stop at the slots ever claimed.  Layouts and the load formula are
  * in steer.h.
  */
 #include <stdbool.h>
@@ -56,6 +56,15 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct rs_steer_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rs_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, RS_STEER_MEMBERS);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
@@ -90,11 +99,12 @@ struct {
 /* What one scan over the slots of a group knows and finds. */
 struct scan {
 	__u32 group;
+	__u32 slot_limit;  /* slots at and above it were never claimed */
 	__u64 now_ns;
 	__u64 stall_ns;
 	__u32 cap;
 	__u32 busy_weight;
-	__u64 excluded;    /* slots whose selection failed in this run */
+	__u64 excluded[RS_STEER_MAX_SLOTS / 64]; /* slots whose selection failed in this run */
 	/* first pass: the best tier, its size and its least-loaded slot */
 	__u32 best_tier;
 	__u32 count;
@@ -115,7 +125,7 @@ static __always_inline bool evaluate(const struct scan *scan, __u32 slot, __u32 
 	struct rs_steer_slot *lane;
 	__u32 connections;
 
-	if (slot >= RS_STEER_MAX_SLOTS || (scan->excluded & (1ull << slot)))
+	if (slot >= RS_STEER_MAX_SLOTS || (scan->excluded[slot / 64] & (1ull << (slot % 64))))
 		return false;
 	member = bpf_map_lookup_elem(&rs_members, &index);
 	lane = bpf_map_lookup_elem(&rs_slots, &slot);
@@ -202,7 +212,7 @@ static __always_inline int choose(struct sk_reuseport_md *ctx, struct scan *scan
 	scan->count = 0;
 	scan->lowest_load = ~0ull;
 	scan->lowest_slot = 0;
-	bpf_loop(RS_STEER_MAX_SLOTS, rank_slot, scan, 0);
+	bpf_loop(scan->slot_limit, rank_slot, scan, 0);
 	if (scan->best_tier == TIER_NONE || !scan->count)
 		return -1;
 	switch (policy) {
@@ -229,7 +239,7 @@ static __always_inline int choose(struct sk_reuseport_md *ctx, struct scan *scan
 	scan->wanted[1] = second;
 	scan->position = 0;
 	scan->found[0] = scan->found[1] = RS_STEER_MAX_SLOTS;
-	bpf_loop(RS_STEER_MAX_SLOTS, find_positions, scan, 0);
+	bpf_loop(scan->slot_limit, find_positions, scan, 0);
 	if (scan->found[0] >= RS_STEER_MAX_SLOTS)
 		return (int)scan->lowest_slot;
 	if (policy == RS_STEER_P2C && scan->found[1] < RS_STEER_MAX_SLOTS &&
@@ -266,20 +276,24 @@ static __always_inline int steer(struct sk_reuseport_md *ctx)
 {
 	__u32 zero = 0, *group_id, index, policy, registration;
 	struct rs_steer_config *config;
+	struct rs_steer_state *state;
 	struct rs_steer_member *member;
 	struct rs_steer_group *group;
 	struct scan scan = { 0 };
 	int slot;
 
 	config = bpf_map_lookup_elem(&rs_config, &zero);
+	state = bpf_map_lookup_elem(&rs_state, &zero);
 	group_id = find_group(ctx);
-	if (!config || !group_id || *group_id >= RS_STEER_MAX_GROUPS)
+	if (!config || !state || !group_id || *group_id >= RS_STEER_MAX_GROUPS)
 		return SK_PASS;
 	group = bpf_map_lookup_elem(&rs_group_ids, group_id);
 	if (!group)
 		return SK_PASS;
 	policy = config->policy;
 	scan.group = *group_id;
+	scan.slot_limit = state->slot_limit < RS_STEER_MAX_SLOTS ? state->slot_limit
+								 : RS_STEER_MAX_SLOTS;
 	scan.now_ns = bpf_ktime_get_ns();
 	scan.stall_ns = (__u64)config->stall_ms * 1000000ull;
 	scan.cap = config->max_conns_per_lane;
@@ -304,7 +318,7 @@ static __always_inline int steer(struct sk_reuseport_md *ctx)
 		}
 		if (registration)
 			__sync_val_compare_and_swap(&member->listening, registration, 0);
-		scan.excluded |= 1ull << slot;
+		scan.excluded[(__u32)slot / 64] |= 1ull << ((__u32)slot % 64);
 	}
 	/* No live lane listener: the application's own, if it registered it;
 	 * else the kernel's hashing is all that is left. */

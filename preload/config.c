@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "ringsteer.h"
+#include "../bpf/steer.h"
 
 RS_HIDDEN struct rs_config rs_config;
 
@@ -198,7 +199,7 @@ int rs_config_load(struct rs_config *config, rs_env_lookup lookup, rs_config_rep
 		config->rxq_bytes = (size_t)number;
 	parse_bool(&context, "RINGSTEER_EVENT_SOCKETS", &config->event_sockets);
 	number = config->listeners;
-	if (parse_unsigned(&context, "RINGSTEER_LISTENERS", 1, 64, false, &number))
+	if (parse_unsigned(&context, "RINGSTEER_LISTENERS", 1, RS_STEER_MAX_SLOTS, false, &number))
 		config->listeners = (unsigned)number;
 	number = config->ring_entries;
 	if (parse_unsigned(&context, "RINGSTEER_RING_ENTRIES", 8, 32768, false, &number)) {

@@ -50,6 +50,7 @@ static struct {
 	int program;      /* attached to every group we join (migrate if present) */
 	struct rs_steer_slot *slots;     /* mmapped rs_slots */
 	struct rs_steer_member *members; /* mmapped rs_members */
+	struct rs_steer_state *state;    /* mmapped rs_state */
 	size_t slots_size;
 	size_t members_size;
 	/* Why the program is not used, for that line: a process that never
@@ -143,8 +144,11 @@ static void close_maps(void)
 		munmap(steer.slots, steer.slots_size);
 	if (steer.members)
 		munmap(steer.members, steer.members_size);
+	if (steer.state)
+		munmap(steer.state, sizeof(*steer.state));
 	steer.slots = NULL;
 	steer.members = NULL;
+	steer.state = NULL;
 	steer.loaded = false;
 }
 
@@ -165,7 +169,7 @@ static enum steer_mode steer_mode(void)
 
 static int open_maps(const char *dir)
 {
-	int slots, members, result;
+	int slots, members, state, result;
 
 	steer.listeners = bpf_open_pinned(dir, RS_STEER_PIN_LISTENERS);
 	steer.groups = bpf_open_pinned(dir, RS_STEER_PIN_GROUPS);
@@ -175,15 +179,17 @@ static int open_maps(const char *dir)
 		steer.program = bpf_open_pinned(dir, RS_STEER_PIN_SELECT);
 	slots = bpf_open_pinned(dir, RS_STEER_PIN_SLOTS);
 	members = bpf_open_pinned(dir, RS_STEER_PIN_MEMBERS);
+	state = bpf_open_pinned(dir, RS_STEER_PIN_STATE);
 	result = steer.listeners < 0 ? steer.listeners : steer.groups < 0 ? steer.groups :
 		 steer.group_ids < 0 ? steer.group_ids : steer.program < 0 ? steer.program :
-		 slots < 0 ? slots : members < 0 ? members : 0;
+		 slots < 0 ? slots : members < 0 ? members : state < 0 ? state : 0;
 	if (!result) {
 		steer.slots_size = sizeof(struct rs_steer_slot) * RS_STEER_MAX_SLOTS;
 		steer.members_size = sizeof(struct rs_steer_member) * RS_STEER_MEMBERS;
 		steer.slots = map_memory(slots, steer.slots_size);
 		steer.members = map_memory(members, steer.members_size);
-		if (!steer.slots || !steer.members)
+		steer.state = map_memory(state, sizeof(*steer.state));
+		if (!steer.slots || !steer.members || !steer.state)
 			result = -errno;
 	}
 	/* The mappings keep the maps alive. */
@@ -191,6 +197,8 @@ static int open_maps(const char *dir)
 		REAL(close)(slots);
 	if (members >= 0)
 		REAL(close)(members);
+	if (state >= 0)
+		REAL(close)(state);
 	if (result)
 		close_maps();
 	else
@@ -364,6 +372,18 @@ static void reset_members(unsigned slot)
 	}
 }
 
+/* The program scans slots below the limit only: raised before the slot's
+ * listeners can be registered, so it never misses one. */
+static void raise_slot_limit(uint32_t limit)
+{
+	uint32_t seen = __atomic_load_n(&steer.state->slot_limit, __ATOMIC_ACQUIRE);
+
+	while (seen < limit &&
+	       !__atomic_compare_exchange_n(&steer.state->slot_limit, &seen, limit, false,
+					    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		;
+}
+
 int rs_steer_slot_claim(unsigned lane, int cpu)
 {
 	int saved_errno = errno;
@@ -388,6 +408,7 @@ int rs_steer_slot_claim(unsigned lane, int cpu)
 		entry->busy = 0;
 		entry->heartbeat_ns = rs_now_ns();
 		__atomic_store_n(&entry->alive, 1, __ATOMIC_RELEASE);
+		raise_slot_limit(slot + 1);
 		errno = saved_errno;
 		return (int)slot;
 	}

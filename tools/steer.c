@@ -47,6 +47,7 @@ static const char *const policy_names[RS_STEER_POLICY_COUNT] = {
 static const char *const pinned_maps[] = {
 	RS_STEER_PIN_LISTENERS, RS_STEER_PIN_SLOTS, RS_STEER_PIN_MEMBERS,
 	RS_STEER_PIN_GROUPS, RS_STEER_PIN_GROUP_IDS, RS_STEER_PIN_CONFIG,
+	RS_STEER_PIN_STATE,
 };
 
 struct steer_options {

@@ -56,7 +56,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_WORKERS 64
+#define MAX_WORKERS 256
 #define MAX_CONNECTIONS 20000
 #define MAX_SEQUENCE 100000
 #define ANSWER_BYTES 128

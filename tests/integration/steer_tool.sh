@@ -42,7 +42,7 @@ case $output in *loaded*) ;; *) fail "first load did not say loaded: $output" ;;
 
 # ---- permissions ---------------------------------------------------------
 [ "$(stat -c '%a %U' "$DIR")" = "700 root" ] || fail "$DIR is $(stat -c '%a %U' "$DIR"), not 700 root"
-expected="migrate rs_config rs_group_ids rs_groups rs_listeners rs_members rs_slots select"
+expected="migrate rs_config rs_group_ids rs_groups rs_listeners rs_members rs_slots rs_state select"
 found=$(ls "$DIR" | sort | tr '\n' ' ' | sed 's/ $//')
 [ "$found" = "$expected" ] || fail "pinned objects are '$found', expected '$expected'"
 for object in "$DIR"/*; do

@@ -38,7 +38,7 @@
 
 #include "server_common.h"
 
-#define MAX_WORKERS 64
+#define MAX_WORKERS 256
 #define LINE_MAX_BYTES 256
 #define HEAVY_FACTOR 40
 #define EVENTS_PER_WAIT 64

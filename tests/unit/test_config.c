@@ -306,7 +306,7 @@ static void test_numbers_valid(void **state)
 		{ "RINGSTEER_RXQ_BYTES", "64k", 64 * 1024 },
 		{ "RINGSTEER_RXQ_BYTES", "16m", 16ull << 20 },
 		{ "RINGSTEER_LISTENERS", "1", 1 },
-		{ "RINGSTEER_LISTENERS", "64", 64 },
+		{ "RINGSTEER_LISTENERS", "256", 256 },
 	};
 	struct rs_config config;
 
@@ -487,7 +487,7 @@ static void test_bad_numbers(void **state)
 		{ "RINGSTEER_RXQ_BYTES", "17m" },
 		{ "RINGSTEER_RXQ_BYTES", "-1k" },
 		{ "RINGSTEER_LISTENERS", "0" },
-		{ "RINGSTEER_LISTENERS", "65" },
+		{ "RINGSTEER_LISTENERS", "257" },
 		{ "RINGSTEER_LISTENERS", "4k" },
 		{ "RINGSTEER_EVENT_SOCKETS", "maybe" },
 	};
