@@ -94,11 +94,6 @@ static struct rs_epoll *free_sets;
 /* Closed while their poll was in flight: recycled at its completion. */
 static struct rs_epoll *closing_sets;
 
-static inline long kernel_result(long result)
-{
-	return result < 0 ? -errno : result;
-}
-
 int rs_epoll_init(void)
 {
 	void *memory;
@@ -318,12 +313,12 @@ static long created(long fd)
 
 long rs_epoll_create(int size)
 {
-	return created(kernel_result(REAL(epoll_create)(size)));
+	return created(rs_kernel_result(REAL(epoll_create)(size)));
 }
 
 long rs_epoll_create1(int flags)
 {
-	return created(kernel_result(REAL(epoll_create1)(flags)));
+	return created(rs_kernel_result(REAL(epoll_create1)(flags)));
 }
 
 static int find_entry(struct rs_epoll *set, int fd)
@@ -546,7 +541,7 @@ static int check_control(int op, int fd, int set_fd, const struct epoll_event *e
  * registration stands for its kernel part, the nested entry for the rest. */
 static long control_nested(int set_fd, int op, struct rs_epoll *inner, struct epoll_event *event)
 {
-	long ret = kernel_result(REAL(epoll_ctl)(set_fd, op, inner->fd, event));
+	long ret = rs_kernel_result(REAL(epoll_ctl)(set_fd, op, inner->fd, event));
 	struct rs_epoll *outer = set_lookup(set_fd);
 
 	if (ret < 0 || (!outer && !(op == EPOLL_CTL_ADD && (outer = set_adopt(set_fd)))))
@@ -592,7 +587,7 @@ long rs_epoll_ctl(int set_fd, int op, int fd, struct epoll_event *event)
 		if (rs_config.client && op == EPOLL_CTL_ADD && rs_config.event_sockets &&
 		    !set_lookup(set_fd))
 			set_adopt(set_fd);
-		return kernel_result(REAL(epoll_ctl)(set_fd, op, fd, event));
+		return rs_kernel_result(REAL(epoll_ctl)(set_fd, op, fd, event));
 	}
 	lane = rs_lane_get();
 	if (rs_listener_steered(socket) && lane) {
@@ -605,7 +600,7 @@ long rs_epoll_ctl(int set_fd, int op, int fd, struct epoll_event *event)
 		set = set_adopt(set_fd);
 	if (!set || !lane) {
 		rs_socket_unref(socket);
-		return kernel_result(REAL(epoll_ctl)(set_fd, op, fd, event));
+		return rs_kernel_result(REAL(epoll_ctl)(set_fd, op, fd, event));
 	}
 	ret = check_control(op, fd, set_fd, event);
 	if (ret < 0) {
@@ -621,7 +616,7 @@ long rs_epoll_ctl(int set_fd, int op, int fd, struct epoll_event *event)
 		pthread_mutex_unlock(&set->lock);
 		rs_lane_leave(lane);
 		rs_socket_unref(socket);
-		return kernel_result(REAL(epoll_ctl)(set_fd, op, fd, event));
+		return rs_kernel_result(REAL(epoll_ctl)(set_fd, op, fd, event));
 	}
 	switch (op) {
 	case EPOLL_CTL_ADD:
@@ -636,7 +631,7 @@ long rs_epoll_ctl(int set_fd, int op, int fd, struct epoll_event *event)
 			pthread_mutex_unlock(&set->lock);
 			rs_lane_leave(lane);
 			rs_socket_unref(socket);
-			return kernel_result(REAL(epoll_ctl)(set_fd, op, fd, event));
+			return rs_kernel_result(REAL(epoll_ctl)(set_fd, op, fd, event));
 		}
 		break;
 	case EPOLL_CTL_MOD: {
@@ -843,16 +838,16 @@ static long wait_common(int set_fd, struct epoll_event *events, int max, long lo
 			rs_listener_lane_turn(lane);
 			if (timeout_ns != 0)
 				rs_listener_lane_waiting(lane);
-			found = kernel_result(REAL(epoll_pwait2)(set_fd, events, max,
+			found = rs_kernel_result(REAL(epoll_pwait2)(set_fd, events, max,
 								 timeout_ns < 0 ? NULL : &timeout, mask));
 			if (timeout_ns != 0)
 				rs_listener_lane_running(lane);
 			return found;
 		}
 		if (!REAL(epoll_pwait2) && timeout_ns >= 0)
-			return kernel_result(REAL(epoll_pwait)(set_fd, events, max,
+			return rs_kernel_result(REAL(epoll_pwait)(set_fd, events, max,
 							       (int)(timeout_ns / 1000000), mask));
-		return kernel_result(REAL(epoll_pwait2)(set_fd, events, max,
+		return rs_kernel_result(REAL(epoll_pwait2)(set_fd, events, max,
 							timeout_ns < 0 ? NULL : &timeout, mask));
 	}
 	if (max <= 0 || max > MAX_EVENTS)
@@ -913,7 +908,7 @@ static long wait_common(int set_fd, struct epoll_event *events, int max, long lo
 				strerror(-ret));
 			rs_lane_end_readiness_wait(lane);
 			rs_lane_leave(lane);
-			return kernel_result(REAL(epoll_wait)(set_fd, events, max, 0));
+			return rs_kernel_result(REAL(epoll_wait)(set_fd, events, max, 0));
 		}
 	}
 	rs_lane_end_readiness_wait(lane);

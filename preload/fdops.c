@@ -16,11 +16,6 @@
 
 #include "ringsteer.h"
 
-static inline long kernel_result(long result)
-{
-	return result < 0 ? -errno : result;
-}
-
 static int close_socket(int fd)
 {
 	struct rs_socket *socket = rs_fd_remove(fd);
@@ -28,7 +23,7 @@ static int close_socket(int fd)
 
 	if (!socket) {
 		rs_epoll_close(fd);
-		return kernel_result(REAL(close)(fd));
+		return rs_kernel_result(REAL(close)(fd));
 	}
 	if (socket->app_fds) {
 		/* One of several numbers of an adopted or shared socket: the
@@ -36,7 +31,7 @@ static int close_socket(int fd)
 		 * the socket, not to a number) closes with the last of them. */
 		int remaining;
 
-		ret = kernel_result(REAL(close)(fd));
+		ret = rs_kernel_result(REAL(close)(fd));
 		pthread_mutex_lock(&socket->lock);
 		remaining = --socket->app_fds;
 		pthread_mutex_unlock(&socket->lock);
@@ -62,7 +57,7 @@ static int close_socket(int fd)
 		pthread_mutex_lock(&socket->lock);
 		socket->fd = -1;
 		pthread_mutex_unlock(&socket->lock);
-		ret = kernel_result(REAL(close)(fd));
+		ret = rs_kernel_result(REAL(close)(fd));
 	}
 	rs_socket_unref(socket);
 	return ret;
@@ -93,7 +88,7 @@ long rs_close_range(unsigned int first, unsigned int last, int flags)
 			close_socket((int)fd);
 		}
 	}
-	return kernel_result(REAL(close_range)(first, last, flags));
+	return rs_kernel_result(REAL(close_range)(first, last, flags));
 }
 
 /* Below this, the private numbers of shared sockets would crowd the ones
@@ -191,7 +186,7 @@ static struct rs_socket *shared_socket(int fd)
 static long duplicate_any(int fd, void *context)
 {
 	(void)context;
-	return kernel_result(REAL(dup)(fd));
+	return rs_kernel_result(REAL(dup)(fd));
 }
 
 struct onto {
@@ -206,10 +201,10 @@ static long duplicate_onto_target(int fd, void *context)
 	const struct onto *onto = context;
 
 	if (onto->fcntl_command)
-		return kernel_result(REAL(fcntl)(fd, onto->flags, onto->target));
+		return rs_kernel_result(REAL(fcntl)(fd, onto->flags, onto->target));
 	if (onto->three)
-		return kernel_result(REAL(dup3)(fd, onto->target, onto->flags));
-	return kernel_result(REAL(dup2)(fd, onto->target));
+		return rs_kernel_result(REAL(dup3)(fd, onto->target, onto->flags));
+	return rs_kernel_result(REAL(dup2)(fd, onto->target));
 }
 
 long rs_dup(int fd)
@@ -227,7 +222,7 @@ long rs_dup(int fd)
 
 	if (ret < 0)
 		return ret;
-	return kernel_result(REAL(dup)(fd));
+	return rs_kernel_result(REAL(dup)(fd));
 }
 
 static long duplicate_onto(int fd, int target, int flags, bool three)
@@ -237,7 +232,7 @@ static long duplicate_onto(int fd, int target, int flags, bool three)
 	struct rs_socket *shared, *old_target;
 
 	if (fd == target)
-		return three ? -EINVAL : kernel_result(REAL(dup2)(fd, target));
+		return three ? -EINVAL : rs_kernel_result(REAL(dup2)(fd, target));
 	shared = shared_socket(fd);
 	if (!shared) {
 		ret = release_to_kernel(fd);
@@ -261,8 +256,8 @@ static long duplicate_onto(int fd, int target, int flags, bool three)
 		return number;
 	}
 	if (three)
-		return kernel_result(REAL(dup3)(fd, target, flags));
-	return kernel_result(REAL(dup2)(fd, target));
+		return rs_kernel_result(REAL(dup3)(fd, target, flags));
+	return rs_kernel_result(REAL(dup2)(fd, target));
 }
 
 long rs_dup2(int fd, int target)
@@ -408,10 +403,10 @@ long rs_fclose(FILE *stream)
 		rs_socket_unref(socket);
 		release_to_kernel(fd);
 	}
-	return kernel_result(REAL(fclose)(stream));
+	return rs_kernel_result(REAL(fclose)(stream));
 }
 
 long rs_fork(void)
 {
-	return kernel_result(REAL(fork)());
+	return rs_kernel_result(REAL(fork)());
 }

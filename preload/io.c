@@ -26,11 +26,6 @@
 
 #include "ringsteer.h"
 
-static inline long kernel_result(long result)
-{
-	return result < 0 ? -errno : result;
-}
-
 static void count_kernel_op(void)
 {
 	struct rs_lane *lane = rs_lane_get();
@@ -238,7 +233,7 @@ static long kernel_receive(struct rs_socket *socket, enum receive_kind kind, voi
 		result = REAL(recvfrom)(socket->fd, buffer, length, flags, NULL, NULL);
 	else
 		result = REAL(recvmsg)(socket->fd, message, flags);
-	return kernel_result(result);
+	return rs_kernel_result(result);
 }
 
 /* Copies up to length buffered bytes out, into buffer or message's iovecs. */
@@ -448,7 +443,7 @@ static long receive(struct rs_socket *socket, enum receive_kind kind, void *buff
 
 static long plain_read(int fd, void *buffer, size_t count)
 {
-	return kernel_result(REAL(read)(fd, buffer, count));
+	return rs_kernel_result(REAL(read)(fd, buffer, count));
 }
 
 long rs_read(int fd, void *buffer, size_t count)
@@ -470,7 +465,7 @@ long rs_read(int fd, void *buffer, size_t count)
 long rs___read_chk(int fd, void *buffer, size_t count, size_t buffer_length)
 {
 	if (count > buffer_length)
-		return kernel_result(REAL(__read_chk)(fd, buffer, count, buffer_length));
+		return rs_kernel_result(REAL(__read_chk)(fd, buffer, count, buffer_length));
 	return rs_read(fd, buffer, count);
 }
 
@@ -482,7 +477,7 @@ long rs_readv(int fd, const struct iovec *iov, int iovcnt)
 
 	if (likely(!socket)) {
 		rs_lane_flush_before_block();
-		return kernel_result(REAL(readv)(fd, iov, iovcnt));
+		return rs_kernel_result(REAL(readv)(fd, iov, iovcnt));
 	}
 	if (iovcnt < 0 || iovcnt > IOV_MAX) {
 		rs_socket_unref(socket);
@@ -491,7 +486,7 @@ long rs_readv(int fd, const struct iovec *iov, int iovcnt)
 	result = receive(socket, RECEIVE_MESSAGE, NULL, 0, &message, 0);
 	rs_socket_unref(socket);
 	if (result == -ENOTSOCK)
-		return kernel_result(REAL(readv)(fd, iov, iovcnt));
+		return rs_kernel_result(REAL(readv)(fd, iov, iovcnt));
 	return result;
 }
 
@@ -503,7 +498,7 @@ long rs_recv(int fd, void *buffer, size_t length, int flags)
 long rs___recv_chk(int fd, void *buffer, size_t length, size_t buffer_length, int flags)
 {
 	if (length > buffer_length)
-		return kernel_result(REAL(__recv_chk)(fd, buffer, length, buffer_length, flags));
+		return rs_kernel_result(REAL(__recv_chk)(fd, buffer, length, buffer_length, flags));
 	return rs_recvfrom(fd, buffer, length, flags, NULL, NULL);
 }
 
@@ -515,7 +510,7 @@ long rs_recvfrom(int fd, void *buffer, size_t length, int flags, struct sockaddr
 
 	if (likely(!socket)) {
 		rs_lane_flush_before_block();
-		return kernel_result(REAL(recvfrom)(fd, buffer, length, flags, address,
+		return rs_kernel_result(REAL(recvfrom)(fd, buffer, length, flags, address,
 						    address_length));
 	}
 	if (address && address_length) {
@@ -533,7 +528,7 @@ long rs_recvfrom(int fd, void *buffer, size_t length, int flags, struct sockaddr
 	}
 	rs_socket_unref(socket);
 	if (result == -ENOTSOCK)
-		return kernel_result(REAL(recvfrom)(fd, buffer, length, flags, address,
+		return rs_kernel_result(REAL(recvfrom)(fd, buffer, length, flags, address,
 						    address_length));
 	return result;
 }
@@ -542,7 +537,7 @@ long rs___recvfrom_chk(int fd, void *buffer, size_t length, size_t buffer_length
 		       struct sockaddr *address, socklen_t *address_length)
 {
 	if (length > buffer_length)
-		return kernel_result(REAL(__recvfrom_chk)(fd, buffer, length, buffer_length, flags,
+		return rs_kernel_result(REAL(__recvfrom_chk)(fd, buffer, length, buffer_length, flags,
 							  address, address_length));
 	return rs_recvfrom(fd, buffer, length, flags, address, address_length);
 }
@@ -554,12 +549,12 @@ long rs_recvmsg(int fd, struct msghdr *message, int flags)
 
 	if (likely(!socket)) {
 		rs_lane_flush_before_block();
-		return kernel_result(REAL(recvmsg)(fd, message, flags));
+		return rs_kernel_result(REAL(recvmsg)(fd, message, flags));
 	}
 	result = receive(socket, RECEIVE_MESSAGE, NULL, 0, message, flags);
 	rs_socket_unref(socket);
 	if (result == -ENOTSOCK)
-		return kernel_result(REAL(recvmsg)(fd, message, flags));
+		return rs_kernel_result(REAL(recvmsg)(fd, message, flags));
 	return result;
 }
 
@@ -627,8 +622,8 @@ static long kernel_send(struct rs_socket *socket, const struct iovec *iov, int i
 	settle_cork(socket);
 	count_kernel_op();
 	if (original)
-		return kernel_result(REAL(sendmsg)(socket->fd, original, flags));
-	return kernel_result(REAL(sendmsg)(socket->fd, &message, flags));
+		return rs_kernel_result(REAL(sendmsg)(socket->fd, original, flags));
+	return rs_kernel_result(REAL(sendmsg)(socket->fd, &message, flags));
 }
 
 /* Bytes were queued: they leave with the next submission of the caller's
@@ -779,7 +774,7 @@ static long send_buffer(int fd, const void *buffer, size_t length, int flags)
 	long result;
 
 	if (likely(!socket))
-		return kernel_result(REAL(sendto)(fd, buffer, length, flags, NULL, 0));
+		return rs_kernel_result(REAL(sendto)(fd, buffer, length, flags, NULL, 0));
 	result = queue_send(socket, &iov, 1, flags);
 	rs_socket_unref(socket);
 	return result;
@@ -792,7 +787,7 @@ long rs_write(int fd, const void *buffer, size_t count)
 	long result;
 
 	if (likely(!socket))
-		return kernel_result(REAL(write)(fd, buffer, count));
+		return rs_kernel_result(REAL(write)(fd, buffer, count));
 	result = queue_send(socket, &iov, 1, 0);
 	rs_socket_unref(socket);
 	return result;
@@ -804,7 +799,7 @@ long rs_writev(int fd, const struct iovec *iov, int iovcnt)
 	long result;
 
 	if (likely(!socket))
-		return kernel_result(REAL(writev)(fd, iov, iovcnt));
+		return rs_kernel_result(REAL(writev)(fd, iov, iovcnt));
 	result = queue_send(socket, iov, iovcnt, 0);
 	rs_socket_unref(socket);
 	return result;
@@ -819,7 +814,7 @@ long rs_sendto(int fd, const void *buffer, size_t length, int flags,
 	       const struct sockaddr *address, socklen_t address_length)
 {
 	if (address)
-		return kernel_result(REAL(sendto)(fd, buffer, length, flags, address,
+		return rs_kernel_result(REAL(sendto)(fd, buffer, length, flags, address,
 						  address_length));
 	return send_buffer(fd, buffer, length, flags);
 }
@@ -830,7 +825,7 @@ long rs_sendmsg(int fd, const struct msghdr *message, int flags)
 	long result;
 
 	if (likely(!socket))
-		return kernel_result(REAL(sendmsg)(fd, message, flags));
+		return rs_kernel_result(REAL(sendmsg)(fd, message, flags));
 	if (message->msg_controllen || message->msg_name)
 		result = kernel_send(socket, NULL, 0, flags, message);
 	else
@@ -984,9 +979,9 @@ static long sendfile_common(int out_fd, int in_fd, off_t *offset, size_t count, 
 		}
 	}
 	if (large)
-		result = kernel_result(REAL(sendfile64)(out_fd, in_fd, (off64_t *)offset, count));
+		result = rs_kernel_result(REAL(sendfile64)(out_fd, in_fd, (off64_t *)offset, count));
 	else
-		result = kernel_result(REAL(sendfile)(out_fd, in_fd, offset, count));
+		result = rs_kernel_result(REAL(sendfile)(out_fd, in_fd, offset, count));
 	if (socket) {
 		kernel_send_done(socket, result);
 		rs_socket_unref(socket);
@@ -1024,13 +1019,13 @@ static long write_to_pipe_now(int pipe_fd, const char *data, size_t length)
 	int ready;
 
 	if (written >= 0 || errno != EOPNOTSUPP)
-		return kernel_result(written);
+		return rs_kernel_result(written);
 	ready = REAL(poll)(&room, 1, 0);
 	if (ready < 0)
 		return -errno;
 	if (!ready)
 		return -EAGAIN;
-	return kernel_result(REAL(write)(pipe_fd, data, length < PIPE_BUF ? length : PIPE_BUF));
+	return rs_kernel_result(REAL(write)(pipe_fd, data, length < PIPE_BUF ? length : PIPE_BUF));
 }
 
 /* Waits until the pipe has room (or no reader, which the write then
@@ -1137,7 +1132,7 @@ long rs_splice(int in_fd, loff_t *in_offset, int out_fd, loff_t *out_offset, siz
 	} else {
 		if (source && !sink)
 			count_kernel_op();
-		result = kernel_result(REAL(splice)(in_fd, in_offset, out_fd, out_offset, length, flags));
+		result = rs_kernel_result(REAL(splice)(in_fd, in_offset, out_fd, out_offset, length, flags));
 		if (sink && !source)
 			kernel_send_done(sink, result);
 	}
@@ -1317,7 +1312,7 @@ static void forget_stale(int fd)
 
 long rs_socket(int domain, int type, int protocol)
 {
-	long fd = kernel_result(REAL(socket)(domain, type, protocol));
+	long fd = rs_kernel_result(REAL(socket)(domain, type, protocol));
 
 	if (fd >= 0)
 		forget_stale((int)fd);
@@ -1327,7 +1322,7 @@ long rs_socket(int domain, int type, int protocol)
 long rs_bind(int fd, const struct sockaddr *address, socklen_t length)
 {
 	rs_listener_before_bind(fd, address, length);
-	return kernel_result(REAL(bind)(fd, address, length));
+	return rs_kernel_result(REAL(bind)(fd, address, length));
 }
 
 long rs_listen(int fd, int backlog)
@@ -1462,11 +1457,11 @@ long rs_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags)
 		result = ring_accept(listener, lane, address, length, flags);
 		if (result == -ENOTRECOVERABLE) {
 			fall_back(listener, lane, "io_uring_enter failed", -EIO);
-			result = kernel_result(REAL(accept4)(fd, address, length, flags));
+			result = rs_kernel_result(REAL(accept4)(fd, address, length, flags));
 		}
 	} else {
 		rs_lane_flush_before_block();
-		result = kernel_result(REAL(accept4)(fd, address, length, flags));
+		result = rs_kernel_result(REAL(accept4)(fd, address, length, flags));
 		if (result >= 0 && !listener && rs_io_uring_available()) {
 			/* A listener we did not see created (inherited,
 			 * socket activation): learn it once. */
@@ -1494,7 +1489,7 @@ long rs_shutdown(int fd, int how)
 	bool deferred = false;
 
 	if (likely(!socket))
-		return kernel_result(REAL(shutdown)(fd, how));
+		return rs_kernel_result(REAL(shutdown)(fd, how));
 	if (how != SHUT_RD) {
 		lane = rs_lane_get();
 		if (lane)
@@ -1524,8 +1519,8 @@ long rs_shutdown(int fd, int how)
 	}
 	rs_socket_unref(socket);
 	if (deferred)
-		return how == SHUT_RDWR ? kernel_result(REAL(shutdown)(fd, SHUT_RD)) : 0;
-	return kernel_result(REAL(shutdown)(fd, how));
+		return how == SHUT_RDWR ? rs_kernel_result(REAL(shutdown)(fd, SHUT_RD)) : 0;
+	return rs_kernel_result(REAL(shutdown)(fd, how));
 }
 
 /* The connection's pending error as the shim took it (a reset met by a
@@ -1595,7 +1590,7 @@ long rs_getsockopt(int fd, int level, int name, void *value, socklen_t *length)
 		settle_cork(socket);
 		rs_socket_unref(socket);
 	}
-	return kernel_result(REAL(getsockopt)(fd, level, name, value, length));
+	return rs_kernel_result(REAL(getsockopt)(fd, level, name, value, length));
 }
 
 long rs_setsockopt(int fd, int level, int name, const void *value, socklen_t length)

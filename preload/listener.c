@@ -63,11 +63,6 @@ struct rs_preopened {
  * waits, over windows of this length, smoothed. */
 #define BUSY_WINDOW_NS 100000000ull
 
-static inline long kernel_result(long result)
-{
-	return result < 0 ? -errno : result;
-}
-
 /* ---- bind and listen ---------------------------------------------------------- */
 
 static bool has_reuseport(int fd)
@@ -483,7 +478,7 @@ long rs_listener_accept(struct rs_socket *listener, struct rs_lane *lane,
 		long result;
 
 		for (int i = 0; i < count; i++) {
-			result = kernel_result(REAL(accept4)(fds[i], address, length, flags));
+			result = rs_kernel_result(REAL(accept4)(fds[i], address, length, flags));
 			if (result >= 0) {
 				accepted_from(listener, fds[i]);
 				return result;
@@ -496,7 +491,7 @@ long rs_listener_accept(struct rs_socket *listener, struct rs_lane *lane,
 		if (blocking)
 			result = accept_blocking_now(lane, listener->fd, address, length, flags);
 		else
-			result = kernel_result(REAL(accept4)(listener->fd, address, length, flags));
+			result = rs_kernel_result(REAL(accept4)(listener->fd, address, length, flags));
 		if (result != -EAGAIN || !blocking)
 			return result;
 		result = wait_for_connection(lane, own, listener->fd);
@@ -512,7 +507,7 @@ long rs_listener_accept(struct rs_socket *listener, struct rs_lane *lane,
 long rs_listener_epoll_ctl(struct rs_socket *listener, struct rs_lane *lane, int set_fd, int op,
 			   struct epoll_event *event)
 {
-	long ret = kernel_result(REAL(epoll_ctl)(set_fd, op, listener->fd, event));
+	long ret = rs_kernel_result(REAL(epoll_ctl)(set_fd, op, listener->fd, event));
 	int own;
 
 	if (ret < 0)

@@ -29,11 +29,6 @@
 #define SLICE_NS 1000000ll
 #define STACK_SLOTS 64
 
-static inline long kernel_result(long result)
-{
-	return result < 0 ? -errno : result;
-}
-
 struct slot {
 	struct rs_socket *socket;  /* accelerated, with a reference; else NULL */
 	struct rs_op op;           /* the poll of a kernel fd */
@@ -264,13 +259,13 @@ long rs_poll(struct pollfd *fds, nfds_t count, int timeout)
 	if (handled)
 		return ready;
 	rs_lane_flush_before_block();
-	return kernel_result(REAL(poll)(fds, count, timeout));
+	return rs_kernel_result(REAL(poll)(fds, count, timeout));
 }
 
 long rs___poll_chk(struct pollfd *fds, nfds_t count, int timeout, size_t fds_length)
 {
 	if (count > fds_length / sizeof(*fds))
-		return kernel_result(REAL(__poll_chk)(fds, count, timeout, fds_length));
+		return rs_kernel_result(REAL(__poll_chk)(fds, count, timeout, fds_length));
 	return rs_poll(fds, count, timeout);
 }
 
@@ -287,7 +282,7 @@ long rs_ppoll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
 	if (handled)
 		return ready;
 	rs_lane_flush_before_block();
-	return kernel_result(REAL(ppoll)(fds, count, timeout, mask));
+	return rs_kernel_result(REAL(ppoll)(fds, count, timeout, mask));
 }
 
 /* ---- select --------------------------------------------------------------- */
@@ -418,7 +413,7 @@ long rs_select(int count, fd_set *readable, fd_set *writable, fd_set *exceptiona
 		return ready;
 	}
 	rs_lane_flush_before_block();
-	return kernel_result(REAL(select)(count, readable, writable, exceptional, timeout));
+	return rs_kernel_result(REAL(select)(count, readable, writable, exceptional, timeout));
 }
 
 long rs_pselect(int count, fd_set *readable, fd_set *writable, fd_set *exceptional,
@@ -435,5 +430,5 @@ long rs_pselect(int count, fd_set *readable, fd_set *writable, fd_set *exception
 	if (handled)
 		return ready;
 	rs_lane_flush_before_block();
-	return kernel_result(REAL(pselect)(count, readable, writable, exceptional, timeout, mask));
+	return rs_kernel_result(REAL(pselect)(count, readable, writable, exceptional, timeout, mask));
 }

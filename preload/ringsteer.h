@@ -525,6 +525,13 @@ static inline struct __kernel_timespec *rs_wait_limit(long long timeout_ns, uint
 	return wait;
 }
 
+/* A real call's result as the shim's functions return theirs: a negative
+ * errno on failure. */
+static inline long rs_kernel_result(long result)
+{
+	return result < 0 ? -errno : result;
+}
+
 /* The kernel answers EFAULT for a buffer it cannot reach; the shim would
  * crash on it instead.  The common case, a null or tiny pointer, takes the
  * kernel path, which answers it. */
