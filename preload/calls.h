@@ -38,6 +38,8 @@ RS_CALL(ssize_t, recvmsg, (int fd, struct msghdr *msg, int flags), (fd, msg, fla
 RS_CALL(ssize_t, send, (int fd, const void *buf, size_t len, int flags), (fd, buf, len, flags))
 RS_CALL(ssize_t, sendto, (int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr, socklen_t addrlen), (fd, buf, len, flags, addr, addrlen))
 RS_CALL(ssize_t, sendmsg, (int fd, const struct msghdr *msg, int flags), (fd, msg, flags))
+RS_CALL(int, recvmmsg, (int fd, struct mmsghdr *vector, unsigned int length, int flags, struct timespec *timeout), (fd, vector, length, flags, timeout))
+RS_CALL(int, sendmmsg, (int fd, struct mmsghdr *vector, unsigned int length, int flags), (fd, vector, length, flags))
 RS_CALL(ssize_t, sendfile, (int out_fd, int in_fd, off_t *offset, size_t count), (out_fd, in_fd, offset, count))
 RS_CALL(ssize_t, sendfile64, (int out_fd, int in_fd, off64_t *offset, size_t count), (out_fd, in_fd, offset, count))
 RS_CALL(ssize_t, splice, (int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len, unsigned int flags), (fd_in, off_in, fd_out, off_out, len, flags))

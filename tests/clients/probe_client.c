@@ -9,7 +9,7 @@
  *   probe_client -p PORT [-6] SCENARIO
  *
  * SCENARIO: reset, halfclose, peek, zero, efault, closedpeer, dup, sendfile,
- * closerange, cork, splice or fdopen.  Exits
+ * closerange, cork, splice, fdopen or mmsg.  Exits
  * 1 if the server's replies are not the expected ones or take longer than
  * 10 s.
  */
@@ -233,6 +233,14 @@ int main(int argc, char **argv)
 		send_text("xyz");
 		expect("again\n");
 		send_text("uvw");
+		expect("done\n");
+		close_normally();
+	} else if (!strcmp(scenario, "mmsg")) {
+		send_text("abcdefg");
+		expect("zero one two\n");
+		send_text("hijklm");
+		expect("next\n");
+		send_text("nop");
 		expect("done\n");
 		close_normally();
 	} else if (!strcmp(scenario, "closerange")) {

@@ -16,7 +16,8 @@
  * dup (dup, dup2 and close of one of two descriptors of a socket), sendfile,
  * closerange, cork (TCP_CORK around writes, as nginx's tcp_nopush), splice
  * (out of a socket in an epoll set and into one, around full pipes), fdopen
- * (write(2) and stdio mixed on one socket, then fclose).  File
+ * (write(2) and stdio mixed on one socket, then fclose), mmsg (recvmmsg and
+ * sendmmsg, in an epoll set and blocking).  File
  * descriptor numbers never appear in the transcript: a shim may hold
  * descriptors of its own.  One connection at a time; runs until killed.
  */
@@ -382,6 +383,88 @@ static void scenario_splice(int fd)
 	close(epoll_fd);
 }
 
+/* Points each of count entries at its own size-byte buffer. */
+static void prepare_vector(struct mmsghdr *vector, struct iovec *iov, char (*buffers)[8],
+			   unsigned count, size_t size)
+{
+	memset(vector, 0, sizeof(*vector) * count);
+	for (unsigned i = 0; i < count; i++) {
+		iov[i].iov_base = buffers[i];
+		iov[i].iov_len = size;
+		vector[i].msg_hdr.msg_iov = &iov[i];
+		vector[i].msg_hdr.msg_iovlen = 1;
+	}
+}
+
+static void record_vector(const char *step, const struct mmsghdr *vector, long count)
+{
+	for (long i = 0; i < count; i++)
+		printf("%s: %s entry %ld: length %u flags %#x data \"%.*s\"\n", scenario, step, i,
+		       vector[i].msg_len, (unsigned)vector[i].msg_hdr.msg_flags,
+		       (int)vector[i].msg_len, (const char *)vector[i].msg_hdr.msg_iov->iov_base);
+	fflush(stdout);
+}
+
+/* recvmmsg and sendmmsg on a socket in an epoll set (received ahead under
+ * the shim), around bytes write(2) queued, then blocking. */
+static void scenario_mmsg(int fd)
+{
+	struct epoll_event event = { .events = EPOLLIN }, ready;
+	int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	struct timespec timeout = { .tv_sec = 0, .tv_nsec = 1000000000L };
+	char buffers[4][8], *words[2] = { "one ", "two\n" };
+	struct mmsghdr vector[4];
+	struct iovec iov[4];
+	long n;
+
+	if (epoll_fd < 0)
+		die("epoll_create1: %s", strerror(errno));
+	STEP("epoll_ctl(ADD)", epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event));
+	set_nonblocking(fd, true);
+	/* The client sends "abcdefg". */
+	STEP("epoll_wait", epoll_wait(epoll_fd, &ready, 1, 10000));
+	prepare_vector(vector, iov, buffers, 4, 2);
+	n = STEP("recvmmsg(4 x 2)", recvmmsg(fd, vector, 4, 0, NULL));
+	record_vector("recvmmsg", vector, n);
+	STEP("recvmmsg when empty", recvmmsg(fd, vector, 4, 0, NULL));
+	STEP("recvmmsg(MSG_WAITFORONE) when empty", recvmmsg(fd, vector, 4, MSG_WAITFORONE, NULL));
+	STEP("recvmmsg(0 entries)", recvmmsg(fd, vector, 0, 0, NULL));
+	STEP("recvmmsg(NULL vector)", recvmmsg(fd, NULL, 1, 0, NULL));
+	STEP("recvmmsg(bad timeout)", recvmmsg(fd, vector, 1, 0, &timeout));
+	STEP("write(zero)", write(fd, "zero ", 5));
+	prepare_vector(vector, iov, buffers, 2, 0);
+	for (unsigned i = 0; i < 2; i++) {
+		iov[i].iov_base = words[i];
+		iov[i].iov_len = strlen(words[i]);
+	}
+	n = STEP("sendmmsg(one, two)", sendmmsg(fd, vector, 2, 0));
+	for (long i = 0; i < n; i++)
+		printf("%s: sendmmsg entry %ld: length %u\n", scenario, i, vector[i].msg_len);
+	STEP("sendmmsg(0 entries)", sendmmsg(fd, vector, 0, 0));
+	STEP("sendmmsg(NULL vector)", sendmmsg(fd, NULL, 1, 0));
+	/* The client sends "hijklm" once it has "zero one two". */
+	STEP("epoll_wait", epoll_wait(epoll_fd, &ready, 1, 10000));
+	set_nonblocking(fd, false);
+	prepare_vector(vector, iov, buffers, 4, 4);
+	n = STEP("recvmmsg(4 x 4, MSG_WAITFORONE)", recvmmsg(fd, vector, 4, MSG_WAITFORONE, NULL));
+	record_vector("recvmmsg", vector, n);
+	/* The client sends "nop" once it sees "next": this one waits. */
+	STEP("write(next)", write(fd, "next\n", 5));
+	timeout.tv_sec = 10;
+	timeout.tv_nsec = 0;
+	prepare_vector(vector, iov, buffers, 2, 2);
+	n = STEP("recvmmsg(2 x 2, MSG_WAITFORONE, 10 s) blocking",
+		 recvmmsg(fd, vector, 2, MSG_WAITFORONE, &timeout));
+	record_vector("recvmmsg", vector, n);
+	printf("%s: timeout left %s\n", scenario,
+	       timeout.tv_sec >= 0 && timeout.tv_sec < 10 && timeout.tv_nsec >= 0 ? "less than 10 s" :
+	       "unchanged or wrong");
+	STEP("write(done)", write(fd, "done\n", 5));
+	n = STEP("recvmmsg(2 x 2) until the client closes", recvmmsg(fd, vector, 2, 0, NULL));
+	record_vector("recvmmsg at the end", vector, n);
+	close(epoll_fd);
+}
+
 /* write(2) and stdio on one socket, then fclose: the order of the bytes
  * and what a later fd of the same number is.  Returns -1: fclose closed it. */
 static int scenario_fdopen(int fd)
@@ -503,6 +586,8 @@ int main(int argc, char **argv)
 			fd = scenario_fdopen(fd);
 		else if (!strcmp(name, "splice"))
 			scenario_splice(fd);
+		else if (!strcmp(name, "mmsg"))
+			scenario_mmsg(fd);
 		else if (!strcmp(name, "closerange"))
 			fd = (scenario_closerange(fd), -1);
 		else
