@@ -166,6 +166,7 @@ static void sweep_dead_files(void)
 {
 	int saved_errno = errno, directory, removed = 0;
 	uid_t user = geteuid();
+	pid_t self = getpid();
 	struct dirent *entry;
 	DIR *listing;
 
@@ -177,7 +178,7 @@ static void sweep_dead_files(void)
 		pid_t pid = pid_of_name(entry->d_name);
 		struct stat status;
 
-		if (!pid || pid == getpid() ||
+		if (!pid || pid == self ||
 		    fstatat(directory, entry->d_name, &status, AT_SYMLINK_NOFOLLOW) ||
 		    !S_ISREG(status.st_mode) || status.st_uid != user)
 			continue;
