@@ -16,10 +16,18 @@
  *   for a call that returns a pointer, NULL on failure (fdopen); the shim's
  *   implementation returns the pointer as a long, or a negative errno.
  *   Only the wrappers tell it from RS_CALL.
+ * RS_CALL_ARGUMENT_LIST(name, vector call, with environment)
+ *   for execl, execlp and execle: the wrapper gathers the argument list
+ *   (and the environment after it) and makes the vector call, through the
+ *   shim's own wrapper of it.  Nothing of the real one is needed.
  */
 #ifndef RS_CALL_POINTER
 #define RS_CALL_POINTER RS_CALL
 #define RS_CALL_POINTER_IS_CALL
+#endif
+#ifndef RS_CALL_ARGUMENT_LIST
+#define RS_CALL_ARGUMENT_LIST(name, vector, environment)
+#define RS_CALL_ARGUMENT_LIST_IS_NOTHING
 #endif
 
 RS_CALL(int, socket, (int domain, int type, int protocol), (domain, type, protocol))
@@ -66,6 +74,15 @@ RS_CALL(ssize_t, __read_chk, (int fd, void *buf, size_t count, size_t buflen), (
 RS_CALL(ssize_t, __recv_chk, (int fd, void *buf, size_t len, size_t buflen, int flags), (fd, buf, len, buflen, flags))
 RS_CALL(ssize_t, __recvfrom_chk, (int fd, void *buf, size_t len, size_t buflen, int flags, struct sockaddr *addr, socklen_t *addrlen), (fd, buf, len, buflen, flags, addr, addrlen))
 RS_CALL(pid_t, fork, (void), ())
+RS_CALL(int, execve, (const char *path, char *const argv[], char *const envp[]), (path, argv, envp))
+RS_CALL(int, execveat, (int dirfd, const char *path, char *const argv[], char *const envp[], int flags), (dirfd, path, argv, envp, flags))
+RS_CALL(int, fexecve, (int fd, char *const argv[], char *const envp[]), (fd, argv, envp))
+RS_CALL(int, execv, (const char *path, char *const argv[]), (path, argv))
+RS_CALL(int, execvp, (const char *file, char *const argv[]), (file, argv))
+RS_CALL(int, execvpe, (const char *file, char *const argv[], char *const envp[]), (file, argv, envp))
+RS_CALL_ARGUMENT_LIST(execl, execv, false)
+RS_CALL_ARGUMENT_LIST(execlp, execvp, false)
+RS_CALL_ARGUMENT_LIST(execle, execve, true)
 RS_CALL_VARIADIC(int, fcntl, (int fd, int cmd, ...), cmd)
 RS_CALL_VARIADIC(int, fcntl64, (int fd, int cmd, ...), cmd)
 RS_CALL_VARIADIC(int, ioctl, (int fd, unsigned long request, ...), request)
@@ -75,4 +92,8 @@ RS_CALL(int, fclose, (FILE *stream), (stream))
 #ifdef RS_CALL_POINTER_IS_CALL
 #undef RS_CALL_POINTER
 #undef RS_CALL_POINTER_IS_CALL
+#endif
+#ifdef RS_CALL_ARGUMENT_LIST_IS_NOTHING
+#undef RS_CALL_ARGUMENT_LIST
+#undef RS_CALL_ARGUMENT_LIST_IS_NOTHING
 #endif

@@ -139,7 +139,44 @@ static inline long finish(long result, int saved_errno)
 		}                                                           \
 		return (ret)(uintptr_t)result;                              \
 	}
+/* Entries of an execl-style list before its null pointer. */
+static size_t list_length(const char *first, va_list ap)
+{
+	size_t count = 0;
+
+	for (const char *entry = first; entry; entry = va_arg(ap, const char *))
+		count++;
+	return count;
+}
+
+/* execle's environment follows the list's null pointer. */
+#define RS_VECTOR_CALL_false(vector, path, arguments, ap) vector(path, arguments)
+#define RS_VECTOR_CALL_true(vector, path, arguments, ap) \
+	vector(path, arguments, va_arg(ap, char *const *))
+#define RS_CALL_ARGUMENT_LIST(name, vector, environment)                   \
+	RS_EXPORT int name(const char *path, const char *argument, ...)     \
+	{                                                                   \
+		va_list ap, counting;                                       \
+		size_t count;                                               \
+		int result;                                                 \
+		va_start(ap, argument);                                     \
+		va_copy(counting, ap);                                      \
+		count = list_length(argument, counting);                    \
+		va_end(counting);                                           \
+		const char *arguments[count + 1];                           \
+		arguments[0] = argument;                                    \
+		for (size_t i = 1; i < count; i++)                          \
+			arguments[i] = va_arg(ap, const char *);            \
+		arguments[count] = NULL;                                    \
+		if (count)                                                  \
+			(void)va_arg(ap, const char *);                     \
+		result = RS_VECTOR_CALL_##environment(vector, path,         \
+			(char *const *)arguments, ap);                      \
+		va_end(ap);                                                 \
+		return result;                                              \
+	}
 #include "calls.h"
 #undef RS_CALL
 #undef RS_CALL_VARIADIC
 #undef RS_CALL_POINTER
+#undef RS_CALL_ARGUMENT_LIST

@@ -1,19 +1,25 @@
 // SPDX-License-Identifier: MIT
 /*
- * The shim's life in a process: start, fork and exit.
+ * The shim's life in a process: start, fork, exec and exit.
  *
  * Start reads the configuration, builds the fd table and publishes the
  * counters; if any of it fails, the shim stays out of the way (every call
  * takes the kernel path) and says so once.  fork gives the child fresh lanes
- * and its own counters; exit pushes queued bytes into the kernel.
+ * and its own counters; exec and exit push queued bytes into the kernel,
+ * since the new image or nobody would send them.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ringsteer.h"
 
 RS_HIDDEN bool rs_active;
 #define active rs_active
+
+/* The process the shim's state belongs to: a vfork child runs on it, with
+ * another pid, and must leave it alone. */
+static pid_t owner_pid;
 
 static const char *lookup_environment(const char *name)
 {
@@ -41,10 +47,80 @@ static void atfork_child(void)
 {
 	if (!active)
 		return;
+	owner_pid = getpid();
 	rs_lanes_atfork_child();
 	rs_sockets_atfork_child();
 	rs_epoll_atfork_child();
 	rs_stats_atfork_child();
+}
+
+/* What the process queued must leave before exec replaces the image that
+ * holds it; bytes received ahead cannot go back (one line each says so).
+ * If the exec fails, the process goes on, its queues simply emptier. */
+static void before_exec(void)
+{
+	struct rs_lane *lane = rs_current_lane;
+
+	if (!active || getpid() != owner_pid)
+		return;
+	if (lane) {
+		/* A send's completion must be reaped before the socket's next
+		 * bytes can go; a few rounds settle what completes at once. */
+		rs_lane_enter(lane);
+		for (int round = 0; round < 8 && (lane->dirty_count || lane->sends_in_flight);
+		     round++) {
+			rs_lane_submit(lane);
+			rs_lane_reap_now(lane);
+		}
+		rs_lane_leave(lane);
+	}
+	rs_sockets_exit(true);
+	rs_stats_exec(false);
+}
+
+/* An exec that returned failed: the process goes on. */
+static long after_exec(long result)
+{
+	if (active && getpid() == owner_pid)
+		rs_stats_exec(true);
+	return rs_kernel_result(result);
+}
+
+long rs_execve(const char *path, char *const arguments[], char *const environment[])
+{
+	before_exec();
+	return after_exec(REAL(execve)(path, arguments, environment));
+}
+
+long rs_execveat(int directory, const char *path, char *const arguments[],
+		 char *const environment[], int flags)
+{
+	before_exec();
+	return after_exec(REAL(execveat)(directory, path, arguments, environment, flags));
+}
+
+long rs_fexecve(int fd, char *const arguments[], char *const environment[])
+{
+	before_exec();
+	return after_exec(REAL(fexecve)(fd, arguments, environment));
+}
+
+long rs_execv(const char *path, char *const arguments[])
+{
+	before_exec();
+	return after_exec(REAL(execv)(path, arguments));
+}
+
+long rs_execvp(const char *file, char *const arguments[])
+{
+	before_exec();
+	return after_exec(REAL(execvp)(file, arguments));
+}
+
+long rs_execvpe(const char *file, char *const arguments[], char *const environment[])
+{
+	before_exec();
+	return after_exec(REAL(execvpe)(file, arguments, environment));
 }
 
 static void at_exit(void)
@@ -52,7 +128,7 @@ static void at_exit(void)
 	if (!active)
 		return;
 	rs_lanes_exit();
-	rs_sockets_exit();
+	rs_sockets_exit(false);
 	rs_stats_exit();
 }
 
@@ -85,6 +161,7 @@ void rs_sock_init(void)
 		rs_info("connection steering: the program is loaded, each lane gets its own listener");
 	else if (rs_steer_wanted())
 		rs_info("connection steering without the program: lanes get their own listeners, the kernel hashes");
+	owner_pid = getpid();
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	atexit(at_exit);
 	active = true;

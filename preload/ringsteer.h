@@ -104,6 +104,8 @@ void rs_log(int level, const char *format, ...) __attribute__((format(printf, 2,
 void rs_stats_init(void);
 void rs_stats_atfork_child(void);
 void rs_stats_exit(void);
+/* Before exec (false), and after one that failed (true). */
+void rs_stats_exec(bool failed);
 struct rs_lane_stats *rs_stats_lane_slot(unsigned *index);
 void rs_stats_lane_release(unsigned index);
 void rs_stats_set_io_uring(bool available);
@@ -486,7 +488,9 @@ void rs_socket_stop_receiving(struct rs_socket *socket);
 bool rs_orphans_service(void);
 void rs_adopt_inherited(void);
 void rs_sockets_atfork_child(void);
-void rs_sockets_exit(void);
+/* At exit, or before exec (true): queued bytes go into the kernel, for
+ * at most a second in all. */
+void rs_sockets_exit(bool exec);
 
 /* The shim's implementations, one per intercepted call. */
 #define RS_CALL(ret, name, params, args) long rs_##name params;

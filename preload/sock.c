@@ -908,7 +908,7 @@ void rs_sockets_atfork_child(void)
 /* Process exit: what is queued still goes to the kernel, which sends it
  * after we are gone; bounded so a peer that never reads cannot hold the
  * exit for long. */
-void rs_sockets_exit(void)
+void rs_sockets_exit(bool exec)
 {
 	int size = rs_fdtable_size();
 	uint64_t deadline = rs_now_ns() + 1000000000ull;
@@ -919,6 +919,9 @@ void rs_sockets_exit(void)
 		if (!socket)
 			continue;
 		if (pthread_mutex_trylock(&socket->lock) == 0) {
+			if (exec && socket->rx_end > socket->rx_start)
+				rs_warn("fd %d: exec loses the %zu bytes received ahead and not read yet",
+					fd, socket->rx_end - socket->rx_start);
 			while (!socket->tx_in_flight && socket->txq.bytes &&
 			       rs_now_ns() < deadline) {
 				struct pollfd wait = { .fd = socket->fd, .events = POLLOUT };

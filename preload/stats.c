@@ -266,6 +266,40 @@ static void log_exit_summary(void)
 		(unsigned long long)total.kernel_ops, (unsigned long long)total.fallbacks);
 }
 
+/* exec keeps the pid, and the new image's counters replace this file
+ * (publish).  One to be kept moves aside first, under a name of its own
+ * (the tools read the pid inside), marked exited, and unmarked if the exec
+ * fails. */
+void rs_stats_exec(bool failed)
+{
+	static unsigned execs;
+	char moved[sizeof(path)];
+	int saved_errno = errno;
+
+	if (!published)
+		goto out;
+	if (failed) {
+		header->exit_time_ns = 0;
+		goto out;
+	}
+	if (!rs_config.stats_keep)
+		goto out;
+	header->exit_time_ns = realtime_ns();
+	for (int attempt = 0; attempt < 16; attempt++) {
+		snprintf(moved, sizeof(moved), "%s/ringsteer.%d.%u.stats", rs_config.stats_dir,
+			 (int)getpid(), 1000000u + execs++);
+		if (link(path, moved) == 0) {
+			unlink(path);
+			memcpy(path, moved, sizeof(path));
+			break;
+		}
+		if (errno != EEXIST)
+			break;
+	}
+out:
+	errno = saved_errno;
+}
+
 void rs_stats_exit(void)
 {
 	int saved_errno = errno;

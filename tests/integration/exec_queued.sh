@@ -1,0 +1,40 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# Bytes written before exec arrive, in order: tests/servers/exec_after_write
+# forks a child per connection that reads the client's line, answers it with
+# write(2), which the shim queues, and execs /bin/sh to write "after" on the
+# same descriptor, by each of the nine exec calls in turn and once after an
+# exec that fails.  Every client must read exactly its answer, then (after
+# the failed exec) "exec failed: ENOENT", then "after", then end of file.
+# The children's counters must show the answers received and sent by the
+# shim.
+. "$(dirname "$0")/../lib.sh"
+
+CONNECTIONS=20
+start_server --env RINGSTEER_STATS_KEEP=1 exec_after_write
+total=0
+for ((i = 0; i < CONNECTIONS; i++)); do
+	exec 3<>"/dev/tcp/127.0.0.1/$PORT" || fail "connection $i: cannot connect"
+	printf 'line %d\n' "$i" >&3
+	got=$(timeout 10 cat <&3) || fail "connection $i: no end of file within 10 s (got '$got')"
+	exec 3<&-
+	expected="got line $i"
+	[ $((i % 10)) = 9 ] && expected+=$'\nexec failed: ENOENT'
+	expected+=$'\nafter'
+	[ "$got" = "$expected" ] || fail "connection $i: got '$got', expected '$expected'"
+	total=$((total + ${#i} + 6))
+done
+note "$CONNECTIONS connections, each way of exec twice: every answer before 'after'"
+sleep 0.5
+if grep -q . "$SERVER_ERR"; then
+	fail "children failed: $(head -n 5 "$SERVER_ERR" | tr '\n' ';')"
+fi
+if shim_enabled; then
+	received=$(wait_for_counter "$total" stats_all_total bytes_received)
+	sent=$(wait_for_counter $((total + 4 * CONNECTIONS)) stats_all_total bytes_sent)
+	[ "$received" -ge "$total" ] && [ "$sent" -ge $((total + 4 * CONNECTIONS)) ] ||
+		fail "the shim carried $received bytes in and $sent out, fewer than the $total lines and their answers"
+	note "through the shim: $received bytes received, $sent sent"
+fi
+stop_server
