@@ -16,6 +16,9 @@
  *   for a call that returns a pointer, NULL on failure (fdopen); the shim's
  *   implementation returns the pointer as a long, or a negative errno.
  *   Only the wrappers tell it from RS_CALL.
+ * RS_CALL_FORMAT(name, (parameters), last fixed name, va_list call, (arguments))
+ *   for dprintf: the wrapper starts its va_list (ap) and makes the
+ *   va_list call, through the shim's own wrapper of it.
  * RS_CALL_ARGUMENT_LIST(name, vector call, with environment)
  *   for execl, execlp and execle: the wrapper gathers the argument list
  *   (and the environment after it) and makes the vector call, through the
@@ -28,6 +31,10 @@
 #ifndef RS_CALL_ARGUMENT_LIST
 #define RS_CALL_ARGUMENT_LIST(name, vector, environment)
 #define RS_CALL_ARGUMENT_LIST_IS_NOTHING
+#endif
+#ifndef RS_CALL_FORMAT
+#define RS_CALL_FORMAT(name, params, last, vector, args)
+#define RS_CALL_FORMAT_IS_NOTHING
 #endif
 
 RS_CALL(int, socket, (int domain, int type, int protocol), (domain, type, protocol))
@@ -80,6 +87,10 @@ RS_CALL(int, fexecve, (int fd, char *const argv[], char *const envp[]), (fd, arg
 RS_CALL(int, execv, (const char *path, char *const argv[]), (path, argv))
 RS_CALL(int, execvp, (const char *file, char *const argv[]), (file, argv))
 RS_CALL(int, execvpe, (const char *file, char *const argv[], char *const envp[]), (file, argv, envp))
+RS_CALL(int, vdprintf, (int fd, const char *format, va_list ap), (fd, format, ap))
+RS_CALL(int, __vdprintf_chk, (int fd, int flag, const char *format, va_list ap), (fd, flag, format, ap))
+RS_CALL_FORMAT(dprintf, (int fd, const char *format, ...), format, vdprintf, (fd, format, ap))
+RS_CALL_FORMAT(__dprintf_chk, (int fd, int flag, const char *format, ...), format, __vdprintf_chk, (fd, flag, format, ap))
 RS_CALL_ARGUMENT_LIST(execl, execv, false)
 RS_CALL_ARGUMENT_LIST(execlp, execvp, false)
 RS_CALL_ARGUMENT_LIST(execle, execve, true)
@@ -96,4 +107,8 @@ RS_CALL(int, fclose, (FILE *stream), (stream))
 #ifdef RS_CALL_ARGUMENT_LIST_IS_NOTHING
 #undef RS_CALL_ARGUMENT_LIST
 #undef RS_CALL_ARGUMENT_LIST_IS_NOTHING
+#endif
+#ifdef RS_CALL_FORMAT_IS_NOTHING
+#undef RS_CALL_FORMAT
+#undef RS_CALL_FORMAT_IS_NOTHING
 #endif

@@ -24,9 +24,11 @@
  * entry points, sendfile64) have none in the headers we include. */
 #define RS_CALL(ret, name, params, args) RS_EXPORT ret name params;
 #define RS_CALL_VARIADIC(ret, name, params, last) RS_EXPORT ret name params;
+#define RS_CALL_FORMAT(name, params, last, vector, args) RS_EXPORT int name params;
 #include "calls.h"
 #undef RS_CALL
 #undef RS_CALL_VARIADIC
+#undef RS_CALL_FORMAT
 
 RS_HIDDEN struct rs_real_functions rs_real;
 RS_HIDDEN _Atomic int rs_initialised;
@@ -175,8 +177,19 @@ static size_t list_length(const char *first, va_list ap)
 		va_end(ap);                                                 \
 		return result;                                              \
 	}
+#define RS_CALL_FORMAT(name, params, last, vector, args)                   \
+	RS_EXPORT int name params                                           \
+	{                                                                   \
+		va_list ap;                                                 \
+		int result;                                                 \
+		va_start(ap, last);                                         \
+		result = vector args;                                       \
+		va_end(ap);                                                 \
+		return result;                                              \
+	}
 #include "calls.h"
 #undef RS_CALL
 #undef RS_CALL_VARIADIC
 #undef RS_CALL_POINTER
 #undef RS_CALL_ARGUMENT_LIST
+#undef RS_CALL_FORMAT

@@ -9,7 +9,7 @@
  *   probe_client -p PORT [-6] SCENARIO
  *
  * SCENARIO: reset, halfclose, peek, zero, efault, closedpeer, dup, sendfile,
- * closerange, cork, splice, fdopen or mmsg.  Exits
+ * closerange, cork, splice, fdopen, mmsg or dprintf.  Exits
  * 1 if the server's replies are not the expected ones or take longer than
  * 10 s.
  */
@@ -234,6 +234,18 @@ int main(int argc, char **argv)
 		expect("again\n");
 		send_text("uvw");
 		expect("done\n");
+		close_normally();
+	} else if (!strcmp(scenario, "dprintf")) {
+		char text[101];
+
+		memset(text, 'x', 100);
+		text[100] = 0;
+		expect("first second 2\nthird\n");
+		/* expect takes at most 255 bytes at a time */
+		for (int i = 0; i < 15; i++)
+			expect(text);
+		expect("\n");
+		send_text("ok");
 		close_normally();
 	} else if (!strcmp(scenario, "mmsg")) {
 		send_text("abcdefg");

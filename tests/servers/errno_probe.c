@@ -17,7 +17,7 @@
  * closerange, cork (TCP_CORK around writes, as nginx's tcp_nopush), splice
  * (out of a socket in an epoll set and into one, around full pipes), fdopen
  * (write(2) and stdio mixed on one socket, then fclose), mmsg (recvmmsg and
- * sendmmsg, in an epoll set and blocking).  File
+ * sendmmsg, in an epoll set and blocking), dprintf (between writes).  File
  * descriptor numbers never appear in the transcript: a shim may hold
  * descriptors of its own.  One connection at a time; runs until killed.
  */
@@ -465,6 +465,27 @@ static void scenario_mmsg(int fd)
 	close(epoll_fd);
 }
 
+/* dprintf between writes (the C library formats and writes on its own),
+ * once past its 1 KiB buffer, and on a closed descriptor. */
+static void scenario_dprintf(int fd)
+{
+	char line[64] = "", long_text[1501];
+	int closed = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	long n;
+
+	memset(long_text, 'x', sizeof(long_text) - 1);
+	long_text[sizeof(long_text) - 1] = 0;
+	STEP("write(first)", write(fd, "first ", 6));
+	STEP("dprintf(second)", dprintf(fd, "second %d\n", 2));
+	STEP("write(third)", write(fd, "third\n", 6));
+	STEP("dprintf(1500 x)", dprintf(fd, "%s\n", long_text));
+	close(closed);
+	STEP("dprintf on a closed descriptor", dprintf(closed, "nobody %d\n", 0));
+	/* The client answers "ok" once it has all of it. */
+	n = STEP("read", read(fd, line, sizeof(line) - 1));
+	record_data("read", line, n);
+}
+
 /* write(2) and stdio on one socket, then fclose: the order of the bytes
  * and what a later fd of the same number is.  Returns -1: fclose closed it. */
 static int scenario_fdopen(int fd)
@@ -588,6 +609,8 @@ int main(int argc, char **argv)
 			scenario_splice(fd);
 		else if (!strcmp(name, "mmsg"))
 			scenario_mmsg(fd);
+		else if (!strcmp(name, "dprintf"))
+			scenario_dprintf(fd);
 		else if (!strcmp(name, "closerange"))
 			fd = (scenario_closerange(fd), -1);
 		else
