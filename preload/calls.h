@@ -16,6 +16,8 @@
  *   for a call that returns a pointer, NULL on failure (fdopen); the shim's
  *   implementation returns the pointer as a long, or a negative errno.
  *   Only the wrappers tell it from RS_CALL.
+ * RS_CALL_VOID(name, (parameters), (arguments))
+ *   for a call that returns nothing and leaves errno alone (closefrom).
  * RS_CALL_FORMAT(name, (parameters), last fixed name, va_list call, (arguments))
  *   for dprintf: the wrapper starts its va_list (ap) and makes the
  *   va_list call, through the shim's own wrapper of it.
@@ -31,6 +33,10 @@
 #ifndef RS_CALL_ARGUMENT_LIST
 #define RS_CALL_ARGUMENT_LIST(name, vector, environment)
 #define RS_CALL_ARGUMENT_LIST_IS_NOTHING
+#endif
+#ifndef RS_CALL_VOID
+#define RS_CALL_VOID(name, params, args) RS_CALL(void, name, params, args)
+#define RS_CALL_VOID_IS_CALL
 #endif
 #ifndef RS_CALL_FORMAT
 #define RS_CALL_FORMAT(name, params, last, vector, args)
@@ -60,6 +66,7 @@ RS_CALL(ssize_t, sendfile64, (int out_fd, int in_fd, off64_t *offset, size_t cou
 RS_CALL(ssize_t, splice, (int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len, unsigned int flags), (fd_in, off_in, fd_out, off_out, len, flags))
 RS_CALL(int, close, (int fd), (fd))
 RS_CALL(int, close_range, (unsigned int first, unsigned int last, int flags), (first, last, flags))
+RS_CALL_VOID(closefrom, (int lowest), (lowest))
 RS_CALL(int, shutdown, (int fd, int how), (fd, how))
 RS_CALL(int, getsockopt, (int fd, int level, int name, void *value, socklen_t *len), (fd, level, name, value, len))
 RS_CALL(int, setsockopt, (int fd, int level, int name, const void *value, socklen_t len), (fd, level, name, value, len))
@@ -107,6 +114,10 @@ RS_CALL(int, fclose, (FILE *stream), (stream))
 #ifdef RS_CALL_ARGUMENT_LIST_IS_NOTHING
 #undef RS_CALL_ARGUMENT_LIST
 #undef RS_CALL_ARGUMENT_LIST_IS_NOTHING
+#endif
+#ifdef RS_CALL_VOID_IS_CALL
+#undef RS_CALL_VOID
+#undef RS_CALL_VOID_IS_CALL
 #endif
 #ifdef RS_CALL_FORMAT_IS_NOTHING
 #undef RS_CALL_FORMAT

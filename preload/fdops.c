@@ -91,6 +91,20 @@ long rs_close_range(unsigned int first, unsigned int last, int flags)
 	return rs_kernel_result(REAL(close_range)(first, last, flags));
 }
 
+/* The C library's closefrom calls close_range internally, past any
+ * interposer: the shim's sockets from lowest up must be closed here first,
+ * or their numbers would stay its sockets when files take them. */
+long rs_closefrom(int lowest)
+{
+	if (lowest < 0)
+		lowest = 0;
+	if (REAL(close_range) && rs_close_range((unsigned int)lowest, ~0U, 0) == 0)
+		return 0;
+	if (REAL(closefrom))
+		REAL(closefrom)(lowest);
+	return 0;
+}
+
 /* Below this, the private numbers of shared sockets would crowd the ones
  * the application expects to get. */
 static int private_fd_base(void)

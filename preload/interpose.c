@@ -177,6 +177,19 @@ static size_t list_length(const char *first, va_list ap)
 		va_end(ap);                                                 \
 		return result;                                              \
 	}
+#define RS_CALL_VOID(name, params, args)                                   \
+	RS_EXPORT void name params                                          \
+	{                                                                   \
+		int saved_errno = errno;                                    \
+		if (unlikely(!ready())) {                                   \
+			void (*direct) params = (void (*) params)dlsym(RTLD_NEXT, #name); \
+			if (direct)                                         \
+				direct args;                                \
+			return;                                             \
+		}                                                           \
+		rs_##name args;                                             \
+		errno = saved_errno;                                        \
+	}
 #define RS_CALL_FORMAT(name, params, last, vector, args)                   \
 	RS_EXPORT int name params                                           \
 	{                                                                   \
@@ -192,4 +205,5 @@ static size_t list_length(const char *first, va_list ap)
 #undef RS_CALL_VARIADIC
 #undef RS_CALL_POINTER
 #undef RS_CALL_ARGUMENT_LIST
+#undef RS_CALL_VOID
 #undef RS_CALL_FORMAT

@@ -9,7 +9,7 @@
  *   probe_client -p PORT [-6] SCENARIO
  *
  * SCENARIO: reset, halfclose, peek, zero, efault, closedpeer, dup, sendfile,
- * closerange, cork, splice, fdopen, mmsg or dprintf.  Exits
+ * closerange, closefrom, cork, splice, fdopen, mmsg or dprintf.  Exits
  * 1 if the server's replies are not the expected ones or take longer than
  * 10 s.
  */
@@ -255,7 +255,7 @@ int main(int argc, char **argv)
 		send_text("nop");
 		expect("done\n");
 		close_normally();
-	} else if (!strcmp(scenario, "closerange")) {
+	} else if (!strcmp(scenario, "closerange") || !strcmp(scenario, "closefrom")) {
 		expect("bye\n");
 		expect_end_of_file();
 		close_normally();

@@ -17,7 +17,9 @@
  * closerange, cork (TCP_CORK around writes, as nginx's tcp_nopush), splice
  * (out of a socket in an epoll set and into one, around full pipes), fdopen
  * (write(2) and stdio mixed on one socket, then fclose), mmsg (recvmmsg and
- * sendmmsg, in an epoll set and blocking), dprintf (between writes).  File
+ * sendmmsg, in an epoll set and blocking), dprintf (between writes),
+ * closefrom (after a write, then a file on the number; it must be the last
+ * scenario run, as it closes every descriptor above too).  File
  * descriptor numbers never appear in the transcript: a shim may hold
  * descriptors of its own.  One connection at a time; runs until killed.
  */
@@ -293,6 +295,23 @@ static void scenario_cork(int fd)
 }
 
 /* Closes the socket itself, with close_range: the caller must not. */
+/* closefrom after a write; then a file takes the number.  Last in the
+ * list: it closes every descriptor above the connection's too. */
+static void scenario_closefrom(int fd)
+{
+	int file;
+
+	STEP("write(bye)", write(fd, "bye\n", 4));
+	closefrom(fd);
+	printf("%s: closefrom done\n", scenario);
+	file = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	printf("%s: open took %s\n", scenario,
+	       file < 0 ? strerrorname_np(errno) : file == fd ? "the freed number" : "another number");
+	STEP("write to it", write(file, "not for the peer", 16));
+	STEP("read from it", read(file, (char[4]){ 0 }, 4));
+	STEP("close it", close(file));
+}
+
 static void scenario_closerange(int fd)
 {
 	STEP("write(bye)", write(fd, "bye\n", 4));
@@ -613,6 +632,8 @@ int main(int argc, char **argv)
 			scenario_dprintf(fd);
 		else if (!strcmp(name, "closerange"))
 			fd = (scenario_closerange(fd), -1);
+		else if (!strcmp(name, "closefrom"))
+			fd = (scenario_closefrom(fd), -1);
 		else
 			fprintf(stderr, "errno_probe: unknown scenario '%s'\n", name);
 		if (fd >= 0)
