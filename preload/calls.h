@@ -16,6 +16,9 @@
  *   for a call that returns a pointer, NULL on failure (fdopen); the shim's
  *   implementation returns the pointer as a long, or a negative errno.
  *   Only the wrappers tell it from RS_CALL.
+ * RS_CALL_EXIT(name)
+ *   for _exit and _Exit (void, int status, no return): the shim's part runs
+ *   first, then the real call.
  * RS_CALL_VOID(name, (parameters), (arguments))
  *   for a call that returns nothing and leaves errno alone (closefrom).
  * RS_CALL_FORMAT(name, (parameters), last fixed name, va_list call, (arguments))
@@ -33,6 +36,10 @@
 #ifndef RS_CALL_ARGUMENT_LIST
 #define RS_CALL_ARGUMENT_LIST(name, vector, environment)
 #define RS_CALL_ARGUMENT_LIST_IS_NOTHING
+#endif
+#ifndef RS_CALL_EXIT
+#define RS_CALL_EXIT(name) RS_CALL(void, name, (int status), (status))
+#define RS_CALL_EXIT_IS_CALL
 #endif
 #ifndef RS_CALL_VOID
 #define RS_CALL_VOID(name, params, args) RS_CALL(void, name, params, args)
@@ -88,6 +95,8 @@ RS_CALL(ssize_t, __read_chk, (int fd, void *buf, size_t count, size_t buflen), (
 RS_CALL(ssize_t, __recv_chk, (int fd, void *buf, size_t len, size_t buflen, int flags), (fd, buf, len, buflen, flags))
 RS_CALL(ssize_t, __recvfrom_chk, (int fd, void *buf, size_t len, size_t buflen, int flags, struct sockaddr *addr, socklen_t *addrlen), (fd, buf, len, buflen, flags, addr, addrlen))
 RS_CALL(pid_t, fork, (void), ())
+RS_CALL_EXIT(_exit)
+RS_CALL_EXIT(_Exit)
 RS_CALL(int, execve, (const char *path, char *const argv[], char *const envp[]), (path, argv, envp))
 RS_CALL(int, execveat, (int dirfd, const char *path, char *const argv[], char *const envp[], int flags), (dirfd, path, argv, envp, flags))
 RS_CALL(int, fexecve, (int fd, char *const argv[], char *const envp[]), (fd, argv, envp))
@@ -114,6 +123,10 @@ RS_CALL(int, fclose, (FILE *stream), (stream))
 #ifdef RS_CALL_ARGUMENT_LIST_IS_NOTHING
 #undef RS_CALL_ARGUMENT_LIST
 #undef RS_CALL_ARGUMENT_LIST_IS_NOTHING
+#endif
+#ifdef RS_CALL_EXIT_IS_CALL
+#undef RS_CALL_EXIT
+#undef RS_CALL_EXIT_IS_CALL
 #endif
 #ifdef RS_CALL_VOID_IS_CALL
 #undef RS_CALL_VOID

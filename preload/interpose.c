@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "ringsteer.h"
@@ -177,6 +178,19 @@ static size_t list_length(const char *first, va_list ap)
 		va_end(ap);                                                 \
 		return result;                                              \
 	}
+#define RS_CALL_EXIT(name)                                                 \
+	RS_EXPORT void name(int status)                                     \
+	{                                                                   \
+		void (*real)(int) = rs_real.name;                           \
+		if (likely(ready()))                                        \
+			rs_##name(status);                                  \
+		if (!real)                                                  \
+			real = (void (*)(int))dlsym(RTLD_NEXT, #name);      \
+		if (real)                                                   \
+			real(status);                                       \
+		for (;;)                                                    \
+			syscall(SYS_exit_group, status);                    \
+	}
 #define RS_CALL_VOID(name, params, args)                                   \
 	RS_EXPORT void name params                                          \
 	{                                                                   \
@@ -205,5 +219,6 @@ static size_t list_length(const char *first, va_list ap)
 #undef RS_CALL_VARIADIC
 #undef RS_CALL_POINTER
 #undef RS_CALL_ARGUMENT_LIST
+#undef RS_CALL_EXIT
 #undef RS_CALL_VOID
 #undef RS_CALL_FORMAT

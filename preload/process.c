@@ -86,6 +86,22 @@ static long after_exec(long result)
 	return rs_kernel_result(result);
 }
 
+/* _exit and _Exit skip the exit handlers that send what is queued, and may
+ * come from a signal handler: the sockets' queues go into the kernel with
+ * nothing that could wait for a lock or the allocator. */
+long rs__exit(int status)
+{
+	(void)status;
+	if (active && getpid() == owner_pid)
+		rs_sockets_exit_now();
+	return 0;
+}
+
+long rs__Exit(int status)
+{
+	return rs__exit(status);
+}
+
 long rs_execve(const char *path, char *const arguments[], char *const environment[])
 {
 	before_exec();

@@ -491,6 +491,9 @@ void rs_sockets_atfork_child(void);
 /* At exit, or before exec (true): queued bytes go into the kernel, for
  * at most a second in all. */
 void rs_sockets_exit(bool exec);
+/* At _exit: the same for sockets with no send in flight, taking no lock it
+ * would wait for and calling no allocator (a signal handler may call it). */
+void rs_sockets_exit_now(void);
 
 /* The shim's implementations, one per intercepted call. */
 #define RS_CALL(ret, name, params, args) long rs_##name params;

@@ -908,6 +908,49 @@ void rs_sockets_atfork_child(void)
 /* Process exit: what is queued still goes to the kernel, which sends it
  * after we are gone; bounded so a peer that never reads cannot hold the
  * exit for long. */
+void rs_sockets_exit_now(void)
+{
+	int size = rs_fdtable_size();
+	uint64_t deadline = rs_now_ns() + 1000000000ull;
+
+	for (int fd = 0; fd < size; fd++) {
+		struct rs_socket *socket = rs_fd_get(fd);
+
+		if (!socket)
+			continue;
+		if (pthread_mutex_trylock(&socket->lock) == 0) {
+			/* Chunks are advanced, not freed: the allocator's lock
+			 * may be held by the code a signal interrupted. */
+			struct rs_chunk *chunk = socket->tx_in_flight ? NULL : socket->txq.head;
+
+			while (chunk && socket->fd >= 0 && rs_now_ns() < deadline) {
+				struct pollfd wait = { .fd = socket->fd, .events = POLLOUT };
+				ssize_t sent;
+
+				if (chunk->start == chunk->end) {
+					chunk = chunk->next;
+					continue;
+				}
+				sent = REAL(send)(socket->fd, chunk->data + chunk->start,
+						  chunk->end - chunk->start, MSG_NOSIGNAL | MSG_DONTWAIT);
+				if (sent > 0) {
+					chunk->start += (size_t)sent;
+					socket->txq.bytes -= (size_t)sent;
+					RS_STAT_ADD(rs_process_stats, bytes_sent, (uint64_t)sent);
+					RS_STAT_ADD(rs_process_stats, flusher_sends, 1);
+				} else if (sent < 0 && errno == EAGAIN) {
+					REAL(poll)(&wait, 1, 10);
+				} else if (!(sent < 0 && errno == EINTR)) {
+					break;
+				}
+			}
+			pthread_mutex_unlock(&socket->lock);
+		}
+		/* The table holds a reference: this one is never the last. */
+		rs_socket_unref(socket);
+	}
+}
+
 void rs_sockets_exit(bool exec)
 {
 	int size = rs_fdtable_size();

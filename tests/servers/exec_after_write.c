@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Writes to a connection, then execs with the connection still open: a
+ * Writes to a connection, then execs (or _exits) with it still open: a
  * forked child reads the client's line, answers "got LINE" with write(2)
  * (bytes the shim queues), and execs /bin/sh to write "after" on the same
  * descriptor.  On the kernel both lines arrive, in that order; a shim must
@@ -9,16 +9,17 @@
  *   exec_after_write [-p PORT]
  *
  * Connection N execs with the Nth of execl, execlp, execle, execv, execvp,
- * execvpe, execve, fexecve and execveat, in turn; every tenth tries a
- * program that does not exist first, answers "exec failed: ERRNO" with
- * write(2) and execs with execl after all.  A child that fails is reported
- * on stderr, which the test checks.  Runs until killed.
+ * execvpe, execve, fexecve and execveat, in turn; the tenth tries a program
+ * that does not exist first, answers "exec failed: ERRNO" with write(2) and
+ * execs with execl after all; the eleventh and twelfth end with _exit and
+ * _Exit instead (no exit handlers, no "after").  A child that fails is
+ * reported on stderr, which the test checks.  Runs until killed.
  */
 #include <sys/wait.h>
 
 #include "server_common.h"
 
-#define EXEC_WAYS 10
+#define EXEC_WAYS 12
 
 extern char **environ;
 
@@ -62,6 +63,8 @@ static void exec_shell(unsigned way, int fd)
 			fexecve(shell, arguments, environ);
 		break;
 	case 8: execveat(AT_FDCWD, "/bin/sh", arguments, environ, 0); break;
+	case 10: _exit(0);
+	case 11: _Exit(0);
 	default: {
 		char failure[64];
 
