@@ -107,6 +107,8 @@ RS_CALL(int, vdprintf, (int fd, const char *format, va_list ap), (fd, format, ap
 RS_CALL(int, __vdprintf_chk, (int fd, int flag, const char *format, va_list ap), (fd, flag, format, ap))
 RS_CALL_FORMAT(dprintf, (int fd, const char *format, ...), format, vdprintf, (fd, format, ap))
 RS_CALL_FORMAT(__dprintf_chk, (int fd, int flag, const char *format, ...), format, __vdprintf_chk, (fd, flag, format, ap))
+RS_CALL(int, posix_spawn, (pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions, const posix_spawnattr_t *attributes, char *const argv[], char *const envp[]), (pid, path, actions, attributes, argv, envp))
+RS_CALL(int, posix_spawnp, (pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions, const posix_spawnattr_t *attributes, char *const argv[], char *const envp[]), (pid, file, actions, attributes, argv, envp))
 RS_CALL_ARGUMENT_LIST(execl, execv, false)
 RS_CALL_ARGUMENT_LIST(execlp, execvp, false)
 RS_CALL_ARGUMENT_LIST(execle, execve, true)

@@ -54,15 +54,12 @@ static void atfork_child(void)
 	rs_stats_atfork_child();
 }
 
-/* What the process queued must leave before exec replaces the image that
- * holds it; bytes received ahead cannot go back (one line each says so).
- * If the exec fails, the process goes on, its queues simply emptier. */
-static void before_exec(void)
+/* The calling thread's lane settles what it submitted, and every socket's
+ * queue goes into the kernel (for at most a second). */
+static void send_everything_queued(bool exec)
 {
 	struct rs_lane *lane = rs_current_lane;
 
-	if (!active || getpid() != owner_pid)
-		return;
 	if (lane) {
 		/* A send's completion must be reaped before the socket's next
 		 * bytes can go; a few rounds settle what completes at once. */
@@ -74,8 +71,24 @@ static void before_exec(void)
 		}
 		rs_lane_leave(lane);
 	}
-	rs_sockets_exit(true);
+	rs_sockets_exit(exec);
+}
+
+/* What the process queued must leave before exec replaces the image that
+ * holds it; bytes received ahead cannot go back (one line each says so).
+ * If the exec fails, the process goes on, its queues simply emptier. */
+static void before_exec(void)
+{
+	if (!active || getpid() != owner_pid)
+		return;
+	send_everything_queued(true);
 	rs_stats_exec(false);
+}
+
+static void before_spawn(void)
+{
+	if (active && getpid() == owner_pid)
+		send_everything_queued(false);
 }
 
 /* An exec that returned failed: the process goes on. */
@@ -100,6 +113,27 @@ long rs__exit(int status)
 long rs__Exit(int status)
 {
 	return rs__exit(status);
+}
+
+/* posix_spawn's child execs through the C library's internal call, on
+ * the parent's memory: the parent's queues go first, so that what the new
+ * program writes on an inherited socket comes after them.  Its result is
+ * an error number, never negative, which the wrapper passes through. */
+
+long rs_posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
+		    const posix_spawnattr_t *attributes, char *const arguments[],
+		    char *const environment[])
+{
+	before_spawn();
+	return REAL(posix_spawn)(pid, path, actions, attributes, arguments, environment);
+}
+
+long rs_posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
+		     const posix_spawnattr_t *attributes, char *const arguments[],
+		     char *const environment[])
+{
+	before_spawn();
+	return REAL(posix_spawnp)(pid, file, actions, attributes, arguments, environment);
 }
 
 long rs_execve(const char *path, char *const arguments[], char *const environment[])

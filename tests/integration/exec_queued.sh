@@ -5,14 +5,16 @@
 # forks a child per connection that reads the client's line, answers it with
 # write(2), which the shim queues, and execs /bin/sh to write "after" on the
 # same descriptor, by each of the nine exec calls in turn and once after an
-# exec that fails, or ends the child with _exit or _Exit instead.  Every
+# exec that fails, or ends the child with _exit or _Exit instead, or starts
+# the shell with posix_spawn or posix_spawnp (whose child execs through the
+# C library's internal call) and waits for it.  Every
 # client must read exactly its answer, then (after the failed exec) "exec
 # failed: ENOENT", then "after" unless the child _exited, then end of file.
 # The children's counters must show the answers received and sent by the
 # shim.
 . "$(dirname "$0")/../lib.sh"
 
-CONNECTIONS=24
+CONNECTIONS=28
 start_server --env RINGSTEER_STATS_KEEP=1 exec_after_write
 total=0
 for ((i = 0; i < CONNECTIONS; i++)); do
@@ -21,7 +23,7 @@ for ((i = 0; i < CONNECTIONS; i++)); do
 	got=$(timeout 10 cat <&3) || fail "connection $i: no end of file within 10 s (got '$got')"
 	exec 3<&-
 	expected="got line $i"
-	case $((i % 12)) in
+	case $((i % 14)) in
 	9) expected+=$'\nexec failed: ENOENT\nafter' ;;
 	10 | 11) ;;
 	*) expected+=$'\nafter' ;;
@@ -29,7 +31,7 @@ for ((i = 0; i < CONNECTIONS; i++)); do
 	[ "$got" = "$expected" ] || fail "connection $i: got '$got', expected '$expected'"
 	total=$((total + ${#i} + 6))
 done
-note "$CONNECTIONS connections, each way of exec or _exit twice: every answer arrived, before 'after'"
+note "$CONNECTIONS connections, each way of exec, _exit or posix_spawn twice: every answer arrived, before 'after'"
 sleep 0.5
 if grep -q . "$SERVER_ERR"; then
 	fail "children failed: $(head -n 5 "$SERVER_ERR" | tr '\n' ';')"

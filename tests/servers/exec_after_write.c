@@ -12,14 +12,17 @@
  * execvpe, execve, fexecve and execveat, in turn; the tenth tries a program
  * that does not exist first, answers "exec failed: ERRNO" with write(2) and
  * execs with execl after all; the eleventh and twelfth end with _exit and
- * _Exit instead (no exit handlers, no "after").  A child that fails is
- * reported on stderr, which the test checks.  Runs until killed.
+ * _Exit instead (no exit handlers, no "after"); the thirteenth and
+ * fourteenth start the shell with posix_spawn and posix_spawnp, wait for
+ * it and exit.  A child that fails is reported on stderr, which the test
+ * checks.  Runs until killed.
  */
+#include <spawn.h>
 #include <sys/wait.h>
 
 #include "server_common.h"
 
-#define EXEC_WAYS 12
+#define EXEC_WAYS 14
 
 extern char **environ;
 
@@ -65,6 +68,22 @@ static void exec_shell(unsigned way, int fd)
 	case 8: execveat(AT_FDCWD, "/bin/sh", arguments, environ, 0); break;
 	case 10: _exit(0);
 	case 11: _Exit(0);
+	case 12:
+	case 13: {
+		/* The spawned shell writes; this process ends after it. */
+		pid_t pid;
+		int status, error = way == 12 ?
+			posix_spawn(&pid, "/bin/sh", NULL, NULL, arguments, environ) :
+			posix_spawnp(&pid, "sh", NULL, NULL, arguments, environ);
+
+		if (error) {
+			errno = error;
+			break;
+		}
+		if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
+			_exit(1);
+		exit(0);
+	}
 	default: {
 		char failure[64];
 
@@ -87,6 +106,8 @@ static void run_child(int listener, int fd, unsigned number)
 	char answer[160];
 
 	close(listener);
+	/* The parent's reaper would take the spawned shell's status. */
+	signal(SIGCHLD, SIG_DFL);
 	/* One line, a byte at a time, so nothing after it is taken. */
 	while (length < sizeof(line) - 1) {
 		ssize_t got = read(fd, line + length, 1);
