@@ -56,7 +56,7 @@ static void atfork_child(void)
 
 /* The calling thread's lane settles what it submitted, and every socket's
  * queue goes into the kernel (for at most a second). */
-static void send_everything_queued(bool exec)
+static void send_everything_queued(enum rs_process_end end)
 {
 	struct rs_lane *lane = rs_current_lane;
 
@@ -71,7 +71,7 @@ static void send_everything_queued(bool exec)
 		}
 		rs_lane_leave(lane);
 	}
-	rs_sockets_exit(exec);
+	rs_sockets_exit(end);
 }
 
 /* What the process queued must leave before exec replaces the image that
@@ -81,14 +81,14 @@ static void before_exec(void)
 {
 	if (!active || getpid() != owner_pid)
 		return;
-	send_everything_queued(true);
+	send_everything_queued(RS_END_EXEC);
 	rs_stats_exec(false);
 }
 
 static void before_spawn(void)
 {
 	if (active && getpid() == owner_pid)
-		send_everything_queued(false);
+		send_everything_queued(RS_END_EXIT);
 }
 
 /* An exec that returned failed: the process goes on. */
@@ -106,7 +106,7 @@ long rs__exit(int status)
 {
 	(void)status;
 	if (active && getpid() == owner_pid)
-		rs_sockets_exit_now();
+		rs_sockets_exit(RS_END_EXIT_NOW);
 	return 0;
 }
 
@@ -178,7 +178,7 @@ static void at_exit(void)
 	if (!active)
 		return;
 	rs_lanes_exit();
-	rs_sockets_exit(false);
+	rs_sockets_exit(RS_END_EXIT);
 	rs_stats_exit();
 }
 

@@ -489,12 +489,14 @@ void rs_socket_stop_receiving(struct rs_socket *socket);
 bool rs_orphans_service(void);
 void rs_adopt_inherited(void);
 void rs_sockets_atfork_child(void);
-/* At exit, or before exec (true): queued bytes go into the kernel, for
- * at most a second in all. */
-void rs_sockets_exit(bool exec);
-/* At _exit: the same for sockets with no send in flight, taking no lock it
- * would wait for and calling no allocator (a signal handler may call it). */
-void rs_sockets_exit_now(void);
+/* How the process image ends, for the queued bytes' last chance. */
+enum rs_process_end {
+	RS_END_EXIT,     /* exit(), or before posix_spawn (the image goes on) */
+	RS_END_EXEC,     /* also says what received-ahead bytes exec loses */
+	RS_END_EXIT_NOW, /* _exit: no allocator, as a signal handler may call it */
+};
+/* Queued bytes go into the kernel, for at most a second in all. */
+void rs_sockets_exit(enum rs_process_end end);
 
 /* The shim's implementations, one per intercepted call. */
 #define RS_CALL(ret, name, params, args) long rs_##name params;

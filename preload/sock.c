@@ -905,53 +905,42 @@ void rs_sockets_atfork_child(void)
 	}
 }
 
-/* Process exit: what is queued still goes to the kernel, which sends it
- * after we are gone; bounded so a peer that never reads cannot hold the
- * exit for long. */
-void rs_sockets_exit_now(void)
+/* _exit, perhaps from a signal handler: the queue's chunks are advanced,
+ * not freed, since the allocator's lock may be held by the code a signal
+ * interrupted. */
+static void push_without_freeing(struct rs_socket *socket, uint64_t deadline)
 {
-	int size = rs_fdtable_size();
-	uint64_t deadline = rs_now_ns() + 1000000000ull;
+	struct rs_chunk *chunk = socket->txq.head;
 
-	for (int fd = 0; fd < size; fd++) {
-		struct rs_socket *socket = rs_fd_get(fd);
+	while (chunk && socket->fd >= 0 && rs_now_ns() < deadline) {
+		struct pollfd wait = { .fd = socket->fd, .events = POLLOUT };
+		ssize_t sent;
 
-		if (!socket)
+		if (chunk->start == chunk->end) {
+			chunk = chunk->next;
 			continue;
-		if (pthread_mutex_trylock(&socket->lock) == 0) {
-			/* Chunks are advanced, not freed: the allocator's lock
-			 * may be held by the code a signal interrupted. */
-			struct rs_chunk *chunk = socket->tx_in_flight ? NULL : socket->txq.head;
-
-			while (chunk && socket->fd >= 0 && rs_now_ns() < deadline) {
-				struct pollfd wait = { .fd = socket->fd, .events = POLLOUT };
-				ssize_t sent;
-
-				if (chunk->start == chunk->end) {
-					chunk = chunk->next;
-					continue;
-				}
-				sent = REAL(send)(socket->fd, chunk->data + chunk->start,
-						  chunk->end - chunk->start, MSG_NOSIGNAL | MSG_DONTWAIT);
-				if (sent > 0) {
-					chunk->start += (size_t)sent;
-					socket->txq.bytes -= (size_t)sent;
-					RS_STAT_ADD(rs_process_stats, bytes_sent, (uint64_t)sent);
-					RS_STAT_ADD(rs_process_stats, flusher_sends, 1);
-				} else if (sent < 0 && errno == EAGAIN) {
-					REAL(poll)(&wait, 1, 10);
-				} else if (!(sent < 0 && errno == EINTR)) {
-					break;
-				}
-			}
-			pthread_mutex_unlock(&socket->lock);
 		}
-		/* The table holds a reference: this one is never the last. */
-		rs_socket_unref(socket);
+		sent = REAL(send)(socket->fd, chunk->data + chunk->start, chunk->end - chunk->start,
+				  MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (sent > 0) {
+			chunk->start += (size_t)sent;
+			socket->txq.bytes -= (size_t)sent;
+			RS_STAT_ADD(rs_process_stats, bytes_sent, (uint64_t)sent);
+			RS_STAT_ADD(rs_process_stats, flusher_sends, 1);
+		} else if (sent < 0 && errno == EAGAIN) {
+			REAL(poll)(&wait, 1, 10);
+		} else if (!(sent < 0 && errno == EINTR)) {
+			break;
+		}
 	}
 }
 
-void rs_sockets_exit(bool exec)
+/* Process exit, exec or _exit: what is queued still goes to the kernel,
+ * which sends it after we are gone; bounded so a peer that never reads
+ * cannot hold the end for long.  Only sockets with no send in flight, and
+ * only their locks that are free: the owner of one that is not is stopped
+ * in the middle of the shim. */
+void rs_sockets_exit(enum rs_process_end end)
 {
 	int size = rs_fdtable_size();
 	uint64_t deadline = rs_now_ns() + 1000000000ull;
@@ -962,10 +951,12 @@ void rs_sockets_exit(bool exec)
 		if (!socket)
 			continue;
 		if (pthread_mutex_trylock(&socket->lock) == 0) {
-			if (exec && socket->rx_end > socket->rx_start)
+			if (end == RS_END_EXEC && socket->rx_end > socket->rx_start)
 				rs_warn("fd %d: exec loses the %zu bytes received ahead and not read yet",
 					fd, socket->rx_end - socket->rx_start);
-			while (!socket->tx_in_flight && socket->txq.bytes &&
+			if (end == RS_END_EXIT_NOW && !socket->tx_in_flight)
+				push_without_freeing(socket, deadline);
+			while (end != RS_END_EXIT_NOW && !socket->tx_in_flight && socket->txq.bytes &&
 			       rs_now_ns() < deadline) {
 				struct pollfd wait = { .fd = socket->fd, .events = POLLOUT };
 
@@ -974,7 +965,9 @@ void rs_sockets_exit(bool exec)
 			}
 			pthread_mutex_unlock(&socket->lock);
 		}
+		/* The table holds a reference: this one is never the last. */
 		rs_socket_unref(socket);
 	}
-	rs_orphans_service();
+	if (end != RS_END_EXIT_NOW)
+		rs_orphans_service();
 }
