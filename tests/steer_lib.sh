@@ -98,6 +98,32 @@ CONF
 	done
 }
 
+# start_paused_client LABEL ARGS...: steer_client with ARGS, which include
+# a `pause` step, in the background; output in $TEST_TMP/LABEL.out.  Returns
+# once it printed `paused` (within 120 s), with CLIENT_PID set;
+# finish_paused_client LABEL then lets it go on and waits for its success.
+start_paused_client() {
+	local label=$1 output=$TEST_TMP/$1.out tries=0
+	shift
+	mkfifo "$TEST_TMP/$label.gate"
+	timeout -k 5 120 "$CLIENTS/steer_client" "$@" <"$TEST_TMP/$label.gate" >"$output" 2>&1 &
+	CLIENT_PID=$!
+	BACKGROUND_PIDS+=("$CLIENT_PID")
+	exec 9>"$TEST_TMP/$label.gate"
+	until grep -q '^paused$' "$output"; do
+		process_alive "$CLIENT_PID" || fail "$label: steer_client ended early: $(tail -n 5 "$output" | tr '\n' ' ')"
+		[ $tries -lt 2400 ] || fail "$label: steer_client did not reach its pause within 120 s"
+		sleep 0.05
+		tries=$((tries + 1))
+	done
+}
+
+finish_paused_client() {
+	echo >&9
+	exec 9>&-
+	wait "$CLIENT_PID" || fail "$1: steer_client failed: $(tail -n 5 "$TEST_TMP/$1.out" | tr '\n' ' ')"
+}
+
 # run_steer LABEL ARGS...: steer_client with ARGS; output in $TEST_TMP/LABEL.out.
 run_steer() {
 	local label=$1

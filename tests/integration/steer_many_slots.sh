@@ -18,19 +18,7 @@ steer_load
 start_workers -T $WORKERS
 server=$SERVER_PID
 port=$PORT
-mkfifo "$TEST_TMP/gate"
-timeout -k 5 120 "$CLIENTS/steer_client" -p "$port" -w $WORKERS -b 40 hold:720 report:equal pause close \
-	<"$TEST_TMP/gate" >"$TEST_TMP/equal.out" 2>&1 &
-client=$!
-BACKGROUND_PIDS+=("$client")
-exec 9>"$TEST_TMP/gate"
-tries=0
-until grep -q '^paused$' "$TEST_TMP/equal.out"; do
-	process_alive "$client" || fail "steer_client ended early: $(tail -n 5 "$TEST_TMP/equal.out" | tr '\n' ' ')"
-	[ $tries -lt 1200 ] || fail "steer_client did not open its 720 connections within 120 s"
-	sleep 0.1
-	tries=$((tries + 1))
-done
+start_paused_client equal -p "$port" -w $WORKERS -b 40 hold:720 report:equal pause close
 note "$(report_line equal equal)"
 assert_no_failures equal equal
 assert_total equal equal 720
@@ -44,9 +32,7 @@ steered=$(group_slots "$port" | jq -r '.steered' | sort -n | tr '\n' ' ')
 [ "$seen" = "$steered" ] ||
 	fail "ringsteer status has connections steered per slot '$steered', the client saw '$seen' per worker"
 note "72 slots (highest $highest), 10 connections steered to each"
-echo >&9
-exec 9>&-
-wait "$client" || fail "steer_client failed: $(tail -n 5 "$TEST_TMP/equal.out" | tr '\n' ' ')"
+finish_paused_client equal
 assert_steered_traffic_carried 720 "$server"
 stop_server "$server"
 

@@ -28,20 +28,8 @@ for run in -P -T -P6; do
 	start_workers $mode 4 "${family[@]}"
 	server=$SERVER_PID
 	port=$PORT
-	mkfifo "$TEST_TMP/gate$run"
 	# The client holds its connections while the status is read.
-	timeout -k 5 120 "$CLIENTS/steer_client" -H "$host" -p "$port" -w 4 -b 50 hold:1000 report:equal pause close \
-		<"$TEST_TMP/gate$run" >"$TEST_TMP/equal$run.out" 2>&1 &
-	client=$!
-	BACKGROUND_PIDS+=("$client")
-	exec 9>"$TEST_TMP/gate$run"
-	tries=0
-	until grep -q '^paused$' "$TEST_TMP/equal$run.out"; do
-		process_alive "$client" || fail "steer_client ended early: $(tail -n 5 "$TEST_TMP/equal$run.out" | tr '\n' ' ')"
-		[ $tries -lt 1200 ] || fail "steer_client did not open its 1000 connections within 120 s"
-		sleep 0.1
-		tries=$((tries + 1))
-	done
+	start_paused_client "equal$run" -H "$host" -p "$port" -w 4 -b 50 hold:1000 report:equal pause close
 	note "$run: $(report_line equal$run equal)"
 	assert_no_failures "equal$run" equal
 	assert_total "equal$run" equal 1000
@@ -55,9 +43,7 @@ for run in -P -T -P6; do
 		[ "$seen" = "$steered" ] ||
 			fail "-T: ringsteer status has connections steered per slot '$steered', the client saw '$seen' per worker"
 	fi
-	echo >&9
-	exec 9>&-
-	wait "$client" || fail "steer_client failed: $(tail -n 5 "$TEST_TMP/equal$run.out" | tr '\n' ' ')"
+	finish_paused_client "equal$run"
 	if [ $run = -P ]; then
 		assert_steered_traffic_carried 1000
 	elif [ $run = -P6 ]; then

@@ -21,24 +21,10 @@ steer_load --stall-ms 100
 for mode in -P -T; do
 	start_workers $mode 4
 	output=$TEST_TMP/stall$mode.out
-	mkfifo "$TEST_TMP/gate$mode"
-	timeout -k 5 120 "$CLIENTS/steer_client" -p "$PORT" -w 4 hold:100 report:before "send:stall 2 3000" \
-		window:300:1000 report:during pause sleep:2500 hold:200 report:after \
-		<"$TEST_TMP/gate$mode" >"$output" 2>&1 &
-	client=$!
-	BACKGROUND_PIDS+=("$client")
-	exec 9>"$TEST_TMP/gate$mode"
-	tries=0
-	until grep -q '^paused$' "$output"; do
-		process_alive "$client" || fail "steer_client ended early: $(tail -n 5 "$output" | tr '\n' ' ')"
-		[ $tries -lt 600 ] || fail "steer_client did not reach its pause within 60 s"
-		sleep 0.05
-		tries=$((tries + 1))
-	done
+	start_paused_client "stall$mode" -p "$PORT" -w 4 hold:100 report:before "send:stall 2 3000" \
+		window:300:1000 report:during pause sleep:2500 hold:200 report:after
 	stalled=$(group_slots "$PORT" | jq -s -c '[.[] | select(.stalled) | .pid]')
-	echo >&9
-	exec 9>&-
-	wait "$client" || fail "steer_client failed: $(tail -n 5 "$output" | tr '\n' ' ')"
+	finish_paused_client "stall$mode"
 	note "$mode: $(grep '^send:' "$output")"
 	worker2=$(sed -n 's/^send: stall 2 3000 -> stalling 2 pid=\([0-9]*\)$/\1/p' "$output")
 	[ "$stalled" = "[$worker2]" ] ||
