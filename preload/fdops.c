@@ -10,6 +10,8 @@
  * parent's.
  */
 #include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
 #include <linux/close_range.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -44,7 +46,7 @@ static int close_socket(int fd)
 			rs_socket_close(socket, rs_lane_get());
 		} else {
 			rs_listener_close_all(socket);
-			REAL(close)(socket->fd);
+			rs_fd_close_private(socket->fd);
 		}
 		rs_socket_unref(socket);
 		return ret;
@@ -65,7 +67,39 @@ static int close_socket(int fd)
 
 long rs_close(int fd)
 {
+	/* One of the shim's own: to the application it was never open. */
+	if (unlikely(rs_fd_is_private(fd)))
+		return -EBADF;
 	return close_socket(fd);
+}
+
+/* The kernel's close_range over [first, last], around the shim's own
+ * numbers. */
+static long close_range_around_private(unsigned int first, unsigned int last, int flags)
+{
+	bool called = false;
+
+	for (;;) {
+		int private = rs_fd_next_private((int)(first > INT_MAX ? INT_MAX : first),
+						 last > INT_MAX ? INT_MAX : (int)last);
+
+		if (private < 0)
+			break;
+		if ((unsigned int)private > first) {
+			if (REAL(close_range)(first, (unsigned int)private - 1, flags) < 0)
+				return -errno;
+			called = true;
+		}
+		if ((unsigned int)private >= last) {
+			/* Nothing left to close; the table must still come
+			 * unshared if the caller asked. */
+			if (!called && (flags & CLOSE_RANGE_UNSHARE) && unshare(CLONE_FILES) < 0)
+				return -errno;
+			return 0;
+		}
+		first = (unsigned int)private + 1;
+	}
+	return rs_kernel_result(REAL(close_range)(first, last, flags));
 }
 
 long rs_close_range(unsigned int first, unsigned int last, int flags)
@@ -74,9 +108,12 @@ long rs_close_range(unsigned int first, unsigned int last, int flags)
 
 	if (!REAL(close_range))
 		return -ENOSYS;
-	if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last) {
+	/* What the kernel refuses closes nothing. */
+	if (first > last || (flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)))
+		return rs_kernel_result(REAL(close_range)(first, last, flags));
+	if (!(flags & CLOSE_RANGE_CLOEXEC)) {
 		/* Closing them one by one keeps queued bytes ahead of the FIN;
-		 * the kernel then closes the rest in one call. */
+		 * the kernel then closes the rest. */
 		for (unsigned int fd = first; fd <= last && fd < size; fd++) {
 			struct rs_socket *socket = rs_fd_get((int)fd);
 
@@ -88,7 +125,7 @@ long rs_close_range(unsigned int first, unsigned int last, int flags)
 			close_socket((int)fd);
 		}
 	}
-	return rs_kernel_result(REAL(close_range)(first, last, flags));
+	return close_range_around_private(first, last, flags);
 }
 
 /* The C library's closefrom calls close_range internally, past any
@@ -105,13 +142,6 @@ long rs_closefrom(int lowest)
 	return 0;
 }
 
-/* Below this, the private numbers of shared sockets would crowd the ones
- * the application expects to get. */
-static int private_fd_base(void)
-{
-	return 1024;
-}
-
 /*
  * A socket in event mode that gains a second number keeps its bytes received
  * ahead readable through both: both numbers lead to the one socket, which
@@ -126,13 +156,11 @@ static long share_number(struct rs_socket *socket, int fd, long (*duplicate)(int
 
 	pthread_mutex_lock(&socket->lock);
 	if (!socket->app_fds) {
-		int own = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, private_fd_base());
+		int own = rs_fd_duplicate_private(fd);
 
-		if (own < 0)
-			own = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 3);
 		if (own < 0) {
 			pthread_mutex_unlock(&socket->lock);
-			return -errno;
+			return own;
 		}
 		socket->fd = own;
 		socket->app_fds = 1;

@@ -1267,7 +1267,7 @@ void rs_adopt_inherited(void)
 		if (!socket)
 			return;
 		if (numbers > 1) {
-			int own = REAL(fcntl)(found[i].fd, F_DUPFD_CLOEXEC, 3);
+			int own = rs_fd_duplicate_private(found[i].fd);
 
 			if (own < 0) {
 				rs_socket_unref(socket);

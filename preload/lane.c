@@ -160,7 +160,10 @@ static struct rs_lane *lane_create(void)
 	}
 	atomic_store(&io_uring_state, 1);
 	pthread_mutex_init(&lane->lock, NULL);
-	lane->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	/* The ring's number and the eventfd's go high, out of the numbers the
+	 * application would be given, and out of reach of its closes. */
+	lane->ring.ring_fd = lane->ring.enter_ring_fd = rs_fd_make_private(lane->ring.ring_fd);
+	lane->wake_fd = rs_fd_make_private(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
 	lane->wake_op.kind = RS_OP_WAKE;
 	pthread_mutex_init(&lane->handoff_lock, NULL);
 	lane->steer_slot = -1;
@@ -905,12 +908,15 @@ static void lane_destroy(void *argument)
 	lane->handoff = NULL;
 	lane->handoff_count = lane->handoff_capacity = 0;
 	rs_stats_lane_release(lane->index);
+	/* liburing closes the ring's number through the C library, which is
+	 * the shim's close: unmarked first, it closes. */
+	rs_fd_forget_private(lane->ring.ring_fd);
 	io_uring_queue_exit(&lane->ring);
 	if (lane->wake_fd >= 0) {
 		int wake_fd = lane->wake_fd;
 
 		lane->wake_fd = -1;
-		REAL(close)(wake_fd);
+		rs_fd_close_private(wake_fd);
 	}
 	free(lane->receive_memory);
 	lane->receive_memory = NULL;
@@ -1078,9 +1084,9 @@ void rs_lanes_atfork_child(void)
 		struct rs_lane *next = lane->next_lane;
 
 		if (!atomic_load(&lane->dead)) {
-			REAL(close)(lane->ring.ring_fd);
+			rs_fd_close_private(lane->ring.ring_fd);
 			if (lane->wake_fd >= 0)
-				REAL(close)(lane->wake_fd);
+				rs_fd_close_private(lane->wake_fd);
 		}
 		/* The parent's threads are not here: their lanes' memory (a
 		 * copy) goes.  What the lists pointed to is reset by the

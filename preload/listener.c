@@ -328,7 +328,7 @@ void rs_listener_close_all(struct rs_socket *listener)
 
 		for (unsigned i = 0; i < preopened->count; i++)
 			if (preopened->fds[i] >= 0)
-				REAL(close)(preopened->fds[i]);
+				rs_fd_close_private(preopened->fds[i]);
 		munmap((void *)preopened->claims, PREOPENED_MAX * sizeof(uint32_t));
 		free(preopened);
 		listener->preopened = NULL;
@@ -373,7 +373,7 @@ void rs_listener_atfork_child(struct rs_socket *listener)
 		struct rs_lane_listener *next = entry->next;
 
 		if (entry->steer.fd >= 0)
-			REAL(close)(entry->steer.fd);
+			rs_fd_close_private(entry->steer.fd);
 		if (entry->preopened_index >= 0 && listener->preopened)
 			listener->preopened->fds[entry->preopened_index] = -1;
 		free(entry);

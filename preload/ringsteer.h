@@ -418,6 +418,17 @@ void rs_fd_install(int fd, struct rs_socket *socket);
 /* Removes and returns the entry (with the table's reference), or NULL. */
 struct rs_socket *rs_fd_remove(int fd);
 int rs_fdtable_size(void);
+/* The shim's own descriptors, which the application's close calls pass by.
+ * make_private moves fd to a high number (closing the old one) and marks
+ * it; duplicate_private marks a high duplicate (or returns -errno);
+ * close_private unmarks and closes; next_private gives the lowest marked
+ * number in [from, last], or -1. */
+int rs_fd_make_private(int fd);
+int rs_fd_duplicate_private(int fd);
+int rs_fd_close_private(int fd);
+void rs_fd_forget_private(int fd);
+bool rs_fd_is_private(int fd);
+int rs_fd_next_private(int from, int last);
 
 struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind);
 void rs_socket_ref(struct rs_socket *socket);

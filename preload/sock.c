@@ -18,7 +18,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "ringsteer.h"
@@ -226,7 +225,7 @@ static void queue_drained(struct rs_socket *socket)
 		REAL(shutdown)(socket->fd, SHUT_WR);
 	}
 	if (socket->closed && socket->fd >= 0) {
-		REAL(close)(socket->fd);
+		rs_fd_close_private(socket->fd);
 		socket->fd = -1;
 	}
 }
@@ -246,7 +245,7 @@ static void record_send_error(struct rs_socket *socket, int error)
 	rs_send_queue_clear(&socket->txq);
 	socket->shutdown_write_pending = false;
 	if (socket->closed && socket->fd >= 0) {
-		REAL(close)(socket->fd);
+		rs_fd_close_private(socket->fd);
 		socket->fd = -1;
 	}
 }
@@ -634,26 +633,15 @@ void rs_socket_stop_receiving(struct rs_socket *socket)
 
 /* ---- orphans: closed by the application, bytes still queued -------------- */
 
-static int high_fd_base(void)
-{
-	struct rlimit limit;
-
-	if (getrlimit(RLIMIT_NOFILE, &limit) || limit.rlim_cur == RLIM_INFINITY)
-		return 1024;
-	return (int)(limit.rlim_cur * 3 / 4);
-}
-
 /* Keeps the socket open under another number; socket locked.  Returns false
  * if no number is left, and the caller must then finish the queue itself. */
 static bool adopt_orphan(struct rs_socket *socket)
 {
-	int duplicate = REAL(fcntl)(socket->fd, F_DUPFD_CLOEXEC, high_fd_base());
+	int duplicate = rs_fd_duplicate_private(socket->fd);
 
 	if (duplicate < 0)
-		duplicate = REAL(fcntl)(socket->fd, F_DUPFD_CLOEXEC, 3);
-	if (duplicate < 0)
 		return false;
-	REAL(close)(socket->fd);
+	rs_fd_close_private(socket->fd);
 	socket->fd = duplicate;
 	socket->closed = true;
 	rs_socket_ref(socket);
@@ -701,7 +689,7 @@ static void orphans_atfork_child(void)
 
 	while (socket) {
 		if (socket->fd >= 0)
-			REAL(close)(socket->fd);
+			rs_fd_close_private(socket->fd);
 		socket = socket->next_orphan;
 	}
 	orphans = NULL;
@@ -761,13 +749,13 @@ int rs_socket_close(struct rs_socket *socket, struct rs_lane *lane)
 				if (rs_socket_push_to_kernel(socket) == -EAGAIN)
 					REAL(poll)(&wait, 1, 100);
 			}
-			if (socket->fd >= 0 && REAL(close)(socket->fd) < 0)
+			if (socket->fd >= 0 && rs_fd_close_private(socket->fd) < 0)
 				ret = -errno;
 			socket->fd = -1;
 		}
 	} else {
 		socket->fd = -1;
-		if (REAL(close)(fd) < 0)
+		if (rs_fd_close_private(fd) < 0)
 			ret = -errno;
 	}
 	pthread_mutex_unlock(&socket->lock);

@@ -83,10 +83,9 @@ static int bpf_open_pinned(const char *dir, const char *name)
 	memset(&attributes, 0, sizeof(attributes));
 	attributes.pathname = (uint64_t)(uintptr_t)path;
 	fd = bpf_call(BPF_OBJ_GET, &attributes);
-	/* The kernel makes bpf descriptors close-on-exec; say so anyway. */
-	if (fd >= 0)
-		REAL(fcntl)(fd, F_SETFD, FD_CLOEXEC);
-	return fd;
+	/* The kernel makes bpf descriptors close-on-exec; the move to a
+	 * private number says so anyway. */
+	return fd < 0 ? fd : rs_fd_make_private(fd);
 }
 
 static int bpf_update(int map, const void *key, const void *value, uint64_t flags)
@@ -137,7 +136,7 @@ static void close_maps(void)
 
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
 		if (*fds[i] >= 0)
-			REAL(close)(*fds[i]);
+			rs_fd_close_private(*fds[i]);
 		*fds[i] = -1;
 	}
 	if (steer.slots)
@@ -194,11 +193,11 @@ static int open_maps(const char *dir)
 	}
 	/* The mappings keep the maps alive. */
 	if (slots >= 0)
-		REAL(close)(slots);
+		rs_fd_close_private(slots);
 	if (members >= 0)
-		REAL(close)(members);
+		rs_fd_close_private(members);
 	if (state >= 0)
-		REAL(close)(state);
+		rs_fd_close_private(state);
 	if (result)
 		close_maps();
 	else
@@ -858,7 +857,7 @@ int rs_steer_listener_open(int application_listener, unsigned slot, struct rs_st
 		result = -errno;
 		goto fail;
 	}
-	listener->fd = fd;
+	listener->fd = rs_fd_make_private(fd);
 	if (steer.loaded && slot != RS_STEER_UNREGISTERED) {
 		result = rs_steer_listener_register(listener, slot);
 		if (result < 0)
@@ -891,7 +890,7 @@ void rs_steer_listener_close(struct rs_steer_listener *listener)
 		__atomic_store_n(&member->listening, 0, __ATOMIC_RELEASE);
 		__atomic_store_n(&member->pending, 0, __ATOMIC_RELAXED);
 	}
-	REAL(close)(listener->fd);
+	rs_fd_close_private(listener->fd);
 	listener->fd = -1;
 	errno = saved_errno;
 }

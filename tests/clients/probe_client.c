@@ -9,7 +9,7 @@
  *   probe_client -p PORT [-6] SCENARIO
  *
  * SCENARIO: reset, halfclose, peek, zero, efault, closedpeer, dup, sendfile,
- * closerange, closefrom, cork, splice, fdopen, mmsg or dprintf.  Exits
+ * closerange, closefrom, cork, splice, fdopen, mmsg, dprintf or ownfds.  Exits
  * 1 if the server's replies are not the expected ones or take longer than
  * 10 s.
  */
@@ -253,6 +253,11 @@ int main(int argc, char **argv)
 		send_text("hijklm");
 		expect("next\n");
 		send_text("nop");
+		expect("done\n");
+		close_normally();
+	} else if (!strcmp(scenario, "ownfds")) {
+		expect("closed\n");
+		send_text("after");
 		expect("done\n");
 		close_normally();
 	} else if (!strcmp(scenario, "closerange") || !strcmp(scenario, "closefrom")) {

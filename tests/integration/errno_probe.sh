@@ -10,14 +10,17 @@
 # close_range after a write, splice out of a socket in an epoll set and
 # into one, around full pipes, write(2) and stdio mixed on one socket and
 # fclose, recvmmsg and sendmmsg in an epoll set and blocking, dprintf
-# between writes, closefrom then a file on the number: last, as it closes
+# between writes, a daemon's close loop, close_range and closefrom over
+# the numbers above the connection (the shim's own descriptors must neither
+# close nor take numbers the kernel would give), closefrom then a file on
+# the number: last, as it closes
 # everything above the connection too) and prints every result and
 # SIGPIPE count.  The transcript under the shim must equal the plain
 # kernel's, scenario by scenario, and so must the client's view.  All
 # scenarios run even after a difference, so one run reports every one.
 . "$(dirname "$0")/../lib.sh"
 
-SCENARIOS="reset halfclose peek zero efault closedpeer dup sendfile closerange cork splice fdopen mmsg dprintf closefrom"
+SCENARIOS="reset halfclose peek zero efault closedpeer dup sendfile closerange cork splice fdopen mmsg dprintf ownfds closefrom"
 
 need_program "$CLIENTS/probe_client"
 start_server --plain errno_probe

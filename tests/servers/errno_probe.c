@@ -18,10 +18,13 @@
  * (out of a socket in an epoll set and into one, around full pipes), fdopen
  * (write(2) and stdio mixed on one socket, then fclose), mmsg (recvmmsg and
  * sendmmsg, in an epoll set and blocking), dprintf (between writes),
- * closefrom (after a write, then a file on the number; it must be the last
- * scenario run, as it closes every descriptor above too).  File
- * descriptor numbers never appear in the transcript: a shim may hold
- * descriptors of its own.  One connection at a time; runs until killed.
+ * ownfds (a daemon's loop, close_range and closefrom closing every number
+ * but the listener's and the connection's, then more traffic), closefrom
+ * (after a write, then a file on the number; it must be the last scenario
+ * run, as it closes every descriptor above too).  File descriptor numbers appear
+ * in the transcript only as the distance of a new one from the
+ * connection's: a shim's own descriptors must not take the numbers the
+ * kernel would give.  One connection at a time; runs until killed.
  */
 #include <linux/close_range.h>
 #include <netinet/tcp.h>
@@ -295,6 +298,46 @@ static void scenario_cork(int fd)
 }
 
 /* Closes the socket itself, with close_range: the caller must not. */
+/* The server's own listener: the ownfds scenario closes all else. */
+static int listener = -1;
+
+/* What a daemon does to close what it inherited, with its listener and
+ * the connection open: nothing else from 3 up is the server's, so nothing
+ * closes, and the connection goes on working. */
+static void scenario_ownfds(int fd)
+{
+	int limit = getdtablesize() < 65536 ? getdtablesize() : 65536;
+	unsigned int low = (unsigned int)(listener < fd ? listener : fd);
+	unsigned int high = (unsigned int)(listener < fd ? fd : listener);
+	int others_open = 0, probe;
+	char buf[16];
+	long n;
+
+	probe = dup(fd);
+	printf("%s: dup took the connection's number + %d\n", scenario, probe - fd);
+	STEP("close(the duplicate)", close(probe));
+	for (int other = 3; other < limit; other++)
+		if (other != fd && other != listener)
+			others_open += close(other) == 0;
+	printf("%s: other numbers from 3 up that close closed: %d\n", scenario, others_open);
+	if (low > 3)
+		STEP("close_range(3, below both)", close_range(3, low - 1, 0));
+	if (high > low + 1)
+		STEP("close_range(between them)", close_range(low + 1, high - 1, 0));
+	STEP("close_range(above both, ~0U, 0)", close_range(high + 1, ~0U, 0));
+	STEP("close_range(above both, ~0U, CLOSE_RANGE_CLOEXEC)",
+	     close_range(high + 1, ~0U, CLOSE_RANGE_CLOEXEC));
+	closefrom((int)high + 1);
+	STEP("write(closed)", write(fd, "closed\n", 7));
+	n = STEP("read(5)", read(fd, buf, 5));
+	record_data("read", buf, n);
+	STEP("write(done)", write(fd, "done\n", 5));
+	probe = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	printf("%s: open took the connection's number + %d\n", scenario, probe - fd);
+	STEP("close(the file)", close(probe));
+	STEP("read(10) until the client closes", read(fd, buf, 10));
+}
+
 /* closefrom after a write; then a file takes the number.  Last in the
  * list: it closes every descriptor above the connection's too. */
 static void scenario_closefrom(int fd)
@@ -565,7 +608,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	bool ipv6 = false;
-	int port = 0, option, listener;
+	int port = 0, option;
 	struct sigaction action;
 
 	server_name = "errno_probe";
@@ -630,6 +673,8 @@ int main(int argc, char **argv)
 			scenario_mmsg(fd);
 		else if (!strcmp(name, "dprintf"))
 			scenario_dprintf(fd);
+		else if (!strcmp(name, "ownfds"))
+			scenario_ownfds(fd);
 		else if (!strcmp(name, "closerange"))
 			fd = (scenario_closerange(fd), -1);
 		else if (!strcmp(name, "closefrom"))
