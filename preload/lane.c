@@ -163,6 +163,10 @@ static struct rs_lane *lane_create(void)
 	/* The ring's number and the eventfd's go high, out of the numbers the
 	 * application would be given, and out of reach of its closes. */
 	lane->ring.ring_fd = lane->ring.enter_ring_fd = rs_fd_make_private(lane->ring.ring_fd);
+	/* Entered by index, the kernel skips looking the ring's file up on
+	 * every enter.  Only the owner enters (SINGLE_ISSUER), and the index
+	 * is the owner's; a full table (16 per thread) leaves the fd in use. */
+	lane->ring_registered = io_uring_register_ring_fd(&lane->ring) == 1;
 	lane->wake_fd = rs_fd_make_private(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
 	lane->wake_op.kind = RS_OP_WAKE;
 	pthread_mutex_init(&lane->handoff_lock, NULL);
