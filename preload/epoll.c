@@ -54,6 +54,7 @@ struct entry {
 	bool idle;                  /* not reported at the last look */
 	bool pending;               /* added or modified: report what is ready now */
 	bool disabled;              /* EPOLLONESHOT reported */
+	bool hinted;                /* its socket sets this set's hint bit */
 };
 
 /* An emulated set inside this one (nested epoll): it is also in the kernel
@@ -78,6 +79,15 @@ struct rs_epoll {
 	struct nested nested[NESTED_MAX];
 	unsigned nested_count;
 	unsigned next_scan;         /* where the next scan starts, for fairness */
+	/* A bit per entry, set when its socket's readiness moved, when it was
+	 * added or modified, or when it was level-triggered and ready at the
+	 * last look: the wait looks at those entries only.  Sized by the fd
+	 * table, so sockets set bits without the set's lock and it never
+	 * moves; pages never touched cost nothing. */
+	_Atomic uint64_t *hints;
+	/* Entries whose socket hints another set (a socket in several sets
+	 * hints the first): while there are any, the wait looks at all. */
+	unsigned unhinted;
 	/* The poll on the kernel part. */
 	_Atomic bool kernel_poll_in_flight;
 	_Atomic bool kernel_ready;
@@ -135,6 +145,18 @@ static struct rs_epoll *set_create(int fd)
 			return NULL;
 		pthread_mutex_init(&set->lock, NULL);
 	}
+	if (!set->hints) {
+		void *memory = mmap(NULL, ((size_t)set_table_size + 63) / 64 * sizeof(uint64_t),
+				    PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+		if (memory != MAP_FAILED)
+			set->hints = memory;
+	} else {
+		/* Recycled: bits of the old entries would only cost a look. */
+		memset(set->hints, 0, ((size_t)set->capacity + 63) / 64 * sizeof(uint64_t));
+	}
+	set->unhinted = 0;
 	set->fd = fd;
 	set->dead = false;
 	set->count = 0;
@@ -171,15 +193,37 @@ static struct rs_epoll *set_adopt(int fd)
 	return set_create(fd);
 }
 
+static void hint(struct rs_epoll *set, unsigned index)
+{
+	if (set->hints)
+		atomic_fetch_or_explicit(&set->hints[index / 64], 1ull << (index % 64),
+					 memory_order_release);
+}
+
+/* Set locked. */
 static void entry_drop(struct rs_epoll *set, unsigned index)
 {
-	struct rs_socket *socket = set->entries[index].socket;
+	struct entry *entry = &set->entries[index];
+	struct rs_socket *socket = entry->socket;
 
 	pthread_mutex_lock(&socket->lock);
 	socket->epoll_memberships--;
+	if (entry->hinted)
+		socket->epoll_hints = NULL;
 	pthread_mutex_unlock(&socket->lock);
+	if (!entry->hinted)
+		set->unhinted--;
 	rs_socket_unref(socket);
-	set->entries[index] = set->entries[--set->count];
+	if (index == --set->count)
+		return;
+	/* The last entry takes the place: its socket hints the new bit. */
+	*entry = set->entries[set->count];
+	if (entry->hinted) {
+		pthread_mutex_lock(&entry->socket->lock);
+		entry->socket->epoll_hint_index = index;
+		pthread_mutex_unlock(&entry->socket->lock);
+	}
+	hint(set, index);
 }
 
 static void set_recycle(struct rs_epoll *set)
@@ -370,6 +414,14 @@ static int add_entry(struct rs_epoll *set, struct rs_socket *socket, int fd,
 	entry->pending = true;
 	entry->idle = false;
 	entry->disabled = false;
+	entry->hinted = set->hints && !socket->epoll_hints;
+	if (entry->hinted) {
+		socket->epoll_hints = set->hints;
+		socket->epoll_hint_index = set->count - 1;
+	} else {
+		set->unhinted++;
+	}
+	hint(set, set->count - 1);
 	socket->epoll_memberships++;
 	rs_socket_ref(socket);
 	rs_socket_want_receive(socket, lane);
@@ -645,6 +697,7 @@ long rs_epoll_ctl(int set_fd, int op, int fd, struct epoll_event *event)
 		entry->data = event->data;
 		entry->pending = true;
 		entry->disabled = false;
+		hint(set, (unsigned)index);
 		break;
 	}
 	case EPOLL_CTL_DEL:
@@ -725,60 +778,142 @@ static int drop_duplicates(struct epoll_event *events, int first, int nested, in
 	return kept - reported;
 }
 
-/* Reports the ready entries of the interest list, at most max. */
-static int collect(struct rs_epoll *set, struct epoll_event *events, int max)
+/* Looks at one entry; fills event and returns true if it reports.  Set
+ * locked. */
+static bool look_at(struct entry *entry, struct epoll_event *event)
 {
-	int found = 0;
-	unsigned count, start;
+	struct rs_socket *socket = entry->socket;
+	uint32_t interest = entry->events | EPOLLERR | EPOLLHUP;
+	uint32_t ready, version;
+	bool report;
 
-	pthread_mutex_lock(&set->lock);
-	count = set->count;
-	start = count ? set->next_scan % count : 0;
+	pthread_mutex_lock(&socket->lock);
+	version = atomic_load_explicit(&socket->readiness_version, memory_order_relaxed);
+	ready = rs_socket_readiness(socket) & interest;
+	if (entry->events & EPOLLET) {
+		bool receive_side = socket->rx_generation != entry->seen_rx;
+		bool send_side = socket->tx_generation != entry->seen_tx;
+
+		report = ready && (entry->pending ||
+				   (receive_side && (ready & ~(EPOLLOUT | EPOLLWRNORM))) ||
+				   (send_side && (ready & EPOLLOUT)));
+		entry->seen_rx = socket->rx_generation;
+		entry->seen_tx = socket->tx_generation;
+	} else {
+		report = ready != 0;
+	}
+	pthread_mutex_unlock(&socket->lock);
+	entry->idle = !report;
+	entry->idle_version = version;
+	if (!report)
+		return false;
+	entry->pending = false;
+	event->events = ready;
+	event->data = entry->data;
+	if (entry->events & EPOLLONESHOT)
+		entry->disabled = true;
+	return true;
+}
+
+/* Every entry, for a set with sockets that hint another one. */
+static int collect_scanning(struct rs_epoll *set, struct epoll_event *events, int max)
+{
+	unsigned count = set->count, start = count ? set->next_scan % count : 0;
+	int found = 0;
+
 	for (unsigned step = 0; step < count && found < max; step++) {
 		unsigned index = (start + step) % count;
 		struct entry *entry = &set->entries[index];
-		struct rs_socket *socket = entry->socket;
-		uint32_t ready, interest, version;
-		bool report;
 
 		if (entry->disabled)
 			continue;
-		/* Most of a busy set is idle at any turn: an entry found not
-		 * ready stays so until its socket's readiness moves, and looking
-		 * costs one load instead of a lock. */
+		/* An entry found not ready stays so until its socket's
+		 * readiness moves, and looking costs one load, not a lock. */
 		if (entry->idle && !entry->pending &&
-		    atomic_load_explicit(&socket->readiness_version, memory_order_acquire) ==
+		    atomic_load_explicit(&entry->socket->readiness_version, memory_order_acquire) ==
 			    entry->idle_version)
 			continue;
-		interest = entry->events | EPOLLERR | EPOLLHUP;
-		pthread_mutex_lock(&socket->lock);
-		version = atomic_load_explicit(&socket->readiness_version, memory_order_relaxed);
-		ready = rs_socket_readiness(socket) & interest;
-		if (entry->events & EPOLLET) {
-			bool receive_side = socket->rx_generation != entry->seen_rx;
-			bool send_side = socket->tx_generation != entry->seen_tx;
-
-			report = ready && (entry->pending ||
-					   (receive_side && (ready & ~(EPOLLOUT | EPOLLWRNORM))) ||
-					   (send_side && (ready & EPOLLOUT)));
-			entry->seen_rx = socket->rx_generation;
-			entry->seen_tx = socket->tx_generation;
-		} else {
-			report = ready != 0;
-		}
-		pthread_mutex_unlock(&socket->lock);
-		entry->idle = !report;
-		entry->idle_version = version;
-		if (!report)
+		if (!look_at(entry, &events[found]))
 			continue;
-		entry->pending = false;
-		events[found].events = ready;
-		events[found].data = entry->data;
 		found++;
-		if (entry->events & EPOLLONESHOT)
-			entry->disabled = true;
 		set->next_scan = index + 1;
 	}
+	return found;
+}
+
+/* Looks at the entries of one word of hints whose bits are given; returns
+ * the bits to set again: entries still to look at once max events are
+ * found, and level-triggered ones that reported (ready until drained,
+ * which moves nothing). */
+static uint64_t look_at_bits(struct rs_epoll *set, unsigned word, uint64_t bits,
+			     struct epoll_event *events, int max, int *found)
+{
+	uint64_t again = 0;
+
+	while (bits) {
+		unsigned bit = (unsigned)__builtin_ctzll(bits);
+		unsigned index = word * 64 + bit;
+		struct entry *entry;
+
+		bits &= bits - 1;
+		if (index >= set->count)
+			continue;
+		entry = &set->entries[index];
+		if (entry->disabled)
+			continue;
+		if (*found == max) {
+			again |= 1ull << bit;
+			continue;
+		}
+		if (!look_at(entry, &events[*found]))
+			continue;
+		(*found)++;
+		set->next_scan = index + 1;
+		if (!(entry->events & (EPOLLET | EPOLLONESHOT)))
+			again |= 1ull << bit;
+	}
+	return again;
+}
+
+/* The entries whose hint bit is set, from where the last call stopped, so
+ * that level-triggered events rotate as the kernel's do.  A bit is taken
+ * before its entry is looked at: a move during the look sets it again. */
+static int collect_hinted(struct rs_epoll *set, struct epoll_event *events, int max)
+{
+	unsigned count = set->count, words = (count + 63) / 64;
+	unsigned first = count ? set->next_scan % count : 0, start = first / 64;
+	uint64_t bits, again, from_first = ~0ull << (first % 64);
+	int found = 0;
+
+	if (!count)
+		return 0;
+	bits = atomic_exchange_explicit(&set->hints[start], 0, memory_order_acq_rel);
+	again = look_at_bits(set, start, bits & from_first, events, max, &found);
+	for (unsigned step = 1; step < words && found < max; step++) {
+		unsigned word = (start + step) % words;
+		uint64_t taken = atomic_exchange_explicit(&set->hints[word], 0, memory_order_acq_rel);
+		uint64_t left = look_at_bits(set, word, taken, events, max, &found);
+
+		if (left)
+			atomic_fetch_or_explicit(&set->hints[word], left, memory_order_release);
+	}
+	/* The first word's entries before where this call started go last. */
+	again |= look_at_bits(set, start, bits & ~from_first, events, max, &found);
+	if (again)
+		atomic_fetch_or_explicit(&set->hints[start], again, memory_order_release);
+	return found;
+}
+
+/* Reports the ready entries of the interest list, at most max. */
+static int collect(struct rs_epoll *set, struct epoll_event *events, int max)
+{
+	int found;
+
+	pthread_mutex_lock(&set->lock);
+	if (set->hints && !set->unhinted)
+		found = collect_hinted(set, events, max);
+	else
+		found = collect_scanning(set, events, max);
 	pthread_mutex_unlock(&set->lock);
 	return found;
 }

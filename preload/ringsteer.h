@@ -399,6 +399,11 @@ struct rs_socket {
 	 * entry found not ready is skipped, without the lock, until it moves. */
 	_Atomic uint32_t readiness_version;
 	unsigned epoll_memberships;  /* emulated epoll sets it is in */
+	/* The ready hints of the first epoll set it joined, and its entry's
+	 * bit there: each move sets the bit, so that set's wait looks at the
+	 * entries that moved instead of at every one.  Socket locked. */
+	_Atomic uint64_t *epoll_hints;
+	unsigned epoll_hint_index;
 	/* The counters that counted it open: a socket accepted by one thread
 	 * and closed by another leaves the first one's count. */
 	struct rs_lane_stats *opened_stats;
@@ -489,6 +494,9 @@ static inline void rs_socket_readiness_moved(struct rs_socket *socket)
 	atomic_store_explicit(&socket->readiness_version,
 			      atomic_load_explicit(&socket->readiness_version, memory_order_relaxed) + 1,
 			      memory_order_release);
+	if (socket->epoll_hints)
+		atomic_fetch_or_explicit(&socket->epoll_hints[socket->epoll_hint_index / 64],
+					 1ull << (socket->epoll_hint_index % 64), memory_order_release);
 	/* Moved by a thread other than the one whose loop watches it. */
 	if (socket->rx_lane && socket->rx_lane != rs_lane_current())
 		rs_lane_wake(socket->rx_lane);

@@ -93,6 +93,7 @@ struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind)
 	socket->writable_op.kind = RS_OP_WRITABLE;
 	socket->writable_op.socket = socket;
 	socket->epoll_memberships = 0;
+	socket->epoll_hints = NULL;
 	socket->opened_stats = rs_process_stats;
 	socket->steerable = false;
 	socket->lane_listeners = NULL;

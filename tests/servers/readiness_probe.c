@@ -490,6 +490,43 @@ static void scenario_two_sets(void)
 	close(edge);
 }
 
+/* Entries leave from the middle of a set and others take their places:
+ * each still reports its own socket, later readiness included. */
+static void scenario_set_reshuffle(void)
+{
+	int server[4], peer[4], epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	char buf[100];
+	long n;
+
+	for (int i = 0; i < 4; i++) {
+		make_pair(&server[i], &peer[i], true);
+		STEP("ADD", control(epoll_fd, EPOLL_CTL_ADD, server[i], EPOLLIN, 0x61 + (unsigned)i));
+	}
+	show_wait(epoll_fd, 16, 0, "wait(0) with nothing to read");
+	STEP("DEL the first", control(epoll_fd, EPOLL_CTL_DEL, server[0], 0, 0));
+	peer_send(peer[3], "d");
+	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "wait after the last one's peer sent");
+	STEP("DEL the second", control(epoll_fd, EPOLL_CTL_DEL, server[1], 0, 0));
+	show_wait(epoll_fd, 16, 0, "wait(0) after a DEL, the last one unread");
+	peer_send(peer[2], "c");
+	peer_send(peer[0], "a");
+	await_bytes(server[2], 1);
+	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "wait after the third's peer sent");
+	n = STEP("read(100) the last", read(server[3], buf, 100));
+	show_data("read", buf, n);
+	show_wait(epoll_fd, 16, 0, "wait(0) with only the third unread");
+	STEP("ADD the first again", control(epoll_fd, EPOLL_CTL_ADD, server[0], EPOLLIN, 0x71));
+	await_bytes(server[0], 1);
+	show_wait(epoll_fd, 16, 0, "wait(0) with the first back");
+	STEP("MOD the third to EPOLLOUT", control(epoll_fd, EPOLL_CTL_MOD, server[2], EPOLLOUT, 0x73));
+	show_wait(epoll_fd, 16, 0, "wait(0) after MOD");
+	for (int i = 0; i < 4; i++) {
+		close(server[i]);
+		close(peer[i]);
+	}
+	close(epoll_fd);
+}
+
 static void scenario_close_registered(void)
 {
 	int server, peer, copy, epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -1124,6 +1161,7 @@ static const struct {
 	{ "epoll_et", scenario_epoll_et },
 	{ "epoll_oneshot", scenario_epoll_oneshot },
 	{ "two_sets", scenario_two_sets },
+	{ "set_reshuffle", scenario_set_reshuffle },
 	{ "close_registered", scenario_close_registered },
 	{ "nested", scenario_nested },
 	{ "mixed", scenario_mixed },
