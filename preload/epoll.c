@@ -200,6 +200,22 @@ static void hint(struct rs_epoll *set, unsigned index)
 					 memory_order_release);
 }
 
+/* The socket's entry in the set it hints, found without a search, or -1;
+ * set locked. */
+static int hinted_entry(struct rs_epoll *set, struct rs_socket *socket)
+{
+	unsigned index;
+	bool hinted;
+
+	pthread_mutex_lock(&socket->lock);
+	hinted = set->hints && socket->epoll_hints == set->hints;
+	index = socket->epoll_hint_index;
+	pthread_mutex_unlock(&socket->lock);
+	if (!hinted || index >= set->count || set->entries[index].socket != socket)
+		return -1;
+	return (int)index;
+}
+
 /* Set locked. */
 static void entry_drop(struct rs_epoll *set, unsigned index)
 {
@@ -312,14 +328,36 @@ void rs_epoll_kernel_poll_done(struct rs_epoll *set, int result)
 /* Takes socket out of every emulated set (its fd is being closed). */
 void rs_epoll_forget_socket(struct rs_socket *socket)
 {
+	_Atomic uint64_t *hints;
 	unsigned memberships;
 
 	pthread_mutex_lock(&socket->lock);
 	memberships = socket->epoll_memberships;
+	hints = socket->epoll_hints;
 	pthread_mutex_unlock(&socket->lock);
 	if (!memberships)
 		return;
 	pthread_mutex_lock(&sets_lock);
+	if (memberships == 1 && hints) {
+		/* In one set, the one it hints: its entry is known, and a
+		 * close costs no search of every set's entries. */
+		for (struct rs_epoll *set = live_sets; set; set = set->next) {
+			int index;
+
+			if (set->hints != hints)
+				continue;
+			pthread_mutex_lock(&set->lock);
+			index = hinted_entry(set, socket);
+			if (index >= 0)
+				entry_drop(set, (unsigned)index);
+			pthread_mutex_unlock(&set->lock);
+			if (index >= 0) {
+				pthread_mutex_unlock(&sets_lock);
+				return;
+			}
+			break;
+		}
+	}
 	for (struct rs_epoll *set = live_sets; set; set = set->next) {
 		pthread_mutex_lock(&set->lock);
 		for (unsigned i = set->count; i-- > 0;) {
@@ -365,8 +403,13 @@ long rs_epoll_create1(int flags)
 	return created(rs_kernel_result(REAL(epoll_create1)(flags)));
 }
 
-static int find_entry(struct rs_epoll *set, int fd)
+/* The entry registered under fd (socket's number), or -1; set locked. */
+static int find_entry(struct rs_epoll *set, int fd, struct rs_socket *socket)
 {
+	int hinted = hinted_entry(set, socket);
+
+	if (hinted >= 0 && set->entries[hinted].fd == fd)
+		return hinted;
 	for (unsigned i = 0; i < set->count; i++) {
 		if (set->entries[i].fd == fd)
 			return (int)i;
@@ -662,7 +705,7 @@ long rs_epoll_ctl(int set_fd, int op, int fd, struct epoll_event *event)
 	RS_COUNT_CALL(lane);
 	rs_lane_enter(lane);
 	pthread_mutex_lock(&set->lock);
-	index = find_entry(set, fd);
+	index = find_entry(set, fd, socket);
 	if (index < 0 && op != EPOLL_CTL_ADD) {
 		/* Not ours: registered in the kernel set, or nowhere. */
 		pthread_mutex_unlock(&set->lock);
