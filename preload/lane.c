@@ -102,6 +102,7 @@ static int setup_ring(struct rs_lane *lane, bool defer)
 		return ret;
 	setup_flags_supported = wanted;
 	lane->cq_entries = params.cq_entries;
+	lane->overflow_kept = params.features & IORING_FEAT_NODROP;
 	lane->deferred = wanted & IORING_SETUP_DEFER_TASKRUN;
 	/* POLL_FIRST came in 5.19, before SINGLE_ISSUER (6.0); older kernels
 	 * fail a receive that asks for it. */
@@ -262,8 +263,15 @@ struct io_uring_sqe *rs_lane_sqe(struct rs_lane *lane)
 {
 	struct io_uring_sqe *sqe;
 
-	/* Never let completions outrun the CQ: reap before adding more. */
-	while (lane->in_flight + 1 >= lane->cq_entries) {
+	/* Completions should not outrun the CQ.  But receives ahead and
+	 * writable polls stay in flight for as long as their peers are quiet:
+	 * with more of them than the CQ holds, a wait for room would never
+	 * end.  Nor may completions be handled here, inside a caller that
+	 * holds a socket's lock or walks one of the lane's lists.  So the
+	 * kernel keeps what finds the CQ full until it is reaped
+	 * (IORING_FEAT_NODROP), bounded by the operations in flight; only a
+	 * kernel without that waits, as before. */
+	while (!lane->overflow_kept && lane->in_flight + 1 >= lane->cq_entries) {
 		enter_ring(lane, 1);
 		rs_lane_reap(lane);
 	}
@@ -408,9 +416,11 @@ void rs_lane_reap(struct rs_lane *lane)
 void rs_lane_reap_now(struct rs_lane *lane)
 {
 	/* With DEFER_TASKRUN, completions wait for the owner to ask: the
-	 * kernel flags that some do.  A wait asks anyway; a look that does
-	 * not wait must. */
-	if (lane->deferred && (IO_URING_READ_ONCE(*lane->ring.sq.kflags) & IORING_SQ_TASKRUN)) {
+	 * kernel flags that some do.  So it flags completions it kept aside
+	 * from a full CQ.  A wait asks anyway; a look that does not wait
+	 * must. */
+	if ((lane->deferred && (IO_URING_READ_ONCE(*lane->ring.sq.kflags) & IORING_SQ_TASKRUN)) ||
+	    (IO_URING_READ_ONCE(*lane->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)) {
 		RS_STAT_ADD(lane->stats, ring_enters, 1);
 		io_uring_get_events(&lane->ring);
 	}

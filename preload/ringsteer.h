@@ -212,6 +212,7 @@ struct rs_lane {
 	unsigned steer_busy_permille;
 	unsigned unsubmitted;      /* SQEs prepared since the last submit */
 	unsigned cq_entries;
+	bool overflow_kept;        /* IORING_FEAT_NODROP: a full CQ loses nothing */
 	/* Sockets with queued bytes and no send in flight, each holding a ref. */
 	struct rs_socket **dirty;
 	unsigned dirty_count;
