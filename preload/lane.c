@@ -74,7 +74,9 @@ static void make_key(void)
  * with -EINVAL drops the optional flags, and what worked is remembered. */
 static int setup_ring(struct rs_lane *lane, bool defer)
 {
-	unsigned wanted = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE |
+	/* CLAMP: sixteen times the largest RINGSTEER_RING_ENTRIES is past
+	 * the kernel's largest CQ (65536), which it would refuse outright. */
+	unsigned wanted = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP |
 			  IORING_SETUP_SUBMIT_ALL;
 	struct io_uring_params params;
 	int ret;
@@ -87,7 +89,7 @@ static int setup_ring(struct rs_lane *lane, bool defer)
 		params.flags = wanted;
 		params.cq_entries = rs_config.ring_entries * 16;
 		ret = io_uring_queue_init_params(rs_config.ring_entries, &lane->ring, &params);
-		if (ret != -EINVAL || !(wanted & ~IORING_SETUP_CQSIZE))
+		if (ret != -EINVAL || !(wanted & ~(IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP)))
 			break;
 		/* Drop the newest flag first. */
 		if (wanted & IORING_SETUP_DEFER_TASKRUN)
