@@ -11,9 +11,14 @@
  * object recycled for another fd is never returned for the old number, also
  * while another thread installs and removes sockets concurrently.
  *
- * The fd numbers used are never opened: the table does not touch the kernel.
+ * The fd numbers used for sockets are never opened: the table does not
+ * touch the kernel.  The shim's own descriptors are real (/dev/null): they
+ * move to high numbers, and the application's close, close_range and
+ * closefrom must pass them by.
  */
+#include <fcntl.h>
 #include <limits.h>
+#include <linux/close_range.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +26,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -361,6 +367,97 @@ static void test_concurrent_lookups(void **state)
 	assert_null(rs_fd_get(TEST_FD + 1));
 }
 
+/* ---- the shim's own descriptors ------------------------------------------------- */
+
+static int open_null(void)
+{
+	int fd = open("/dev/null", O_RDONLY);
+
+	assert_true(fd >= 0);
+	return fd;
+}
+
+static bool is_open(int fd)
+{
+	return fcntl(fd, F_GETFD) >= 0;
+}
+
+/* Moved high, close-on-exec, marked; the old number is free again. */
+static void test_private_moves_high(void **state)
+{
+	struct rlimit limit;
+	int low = open_null(), moved;
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &limit), 0);
+	moved = rs_fd_make_private(low);
+	assert_true(moved > low);
+	if (limit.rlim_cur >= 2048)
+		assert_true(moved >= 1024);
+	assert_false(is_open(low));
+	assert_true(fcntl(moved, F_GETFD) & FD_CLOEXEC);
+	assert_true(rs_fd_is_private(moved));
+	assert_false(rs_fd_is_private(low));
+	assert_int_equal(open_null(), low); /* the number the application gets */
+	close(low);
+	assert_int_equal(rs_fd_next_private(0, INT_MAX), moved);
+	assert_int_equal(rs_fd_close_private(moved), 0);
+	assert_false(rs_fd_is_private(moved));
+	assert_false(is_open(moved));
+	assert_int_equal(rs_fd_next_private(0, INT_MAX), -1);
+}
+
+static void test_next_private_bounds(void **state)
+{
+	int first = rs_fd_make_private(open_null());
+	int second = rs_fd_duplicate_private(first);
+	int third = rs_fd_duplicate_private(first);
+
+	assert_true(first < second && second < third);
+	assert_int_equal(rs_fd_next_private(0, INT_MAX), first);
+	assert_int_equal(rs_fd_next_private(first, first), first);
+	assert_int_equal(rs_fd_next_private(first + 1, INT_MAX), second);
+	assert_int_equal(rs_fd_next_private(second + 1, third), third);
+	assert_int_equal(rs_fd_next_private(0, first - 1), -1);
+	assert_int_equal(rs_fd_next_private(third + 1, INT_MAX), -1);
+	assert_int_equal(rs_fd_next_private(-1, INT_MAX), -1);
+	assert_false(rs_fd_is_private(-1));
+	assert_false(rs_fd_is_private(INT_MAX));
+	rs_fd_close_private(second);
+	assert_int_equal(rs_fd_next_private(first + 1, INT_MAX), third);
+	rs_fd_close_private(first);
+	rs_fd_close_private(third);
+	assert_int_equal(rs_fd_next_private(0, INT_MAX), -1);
+}
+
+/* close says EBADF, as for a number never opened; close_range and
+ * closefrom close the application's numbers around it. */
+static void test_application_closes_pass_private_by(void **state)
+{
+	int own = rs_fd_make_private(open_null());
+	int below = fcntl(own, F_DUPFD, own - 5 > 3 ? own - 5 : 3);
+	int above = fcntl(own, F_DUPFD, own + 1);
+
+	assert_true(below < own && above > own);
+	assert_int_equal(rs_close(own), -EBADF);
+	assert_true(is_open(own));
+	assert_int_equal(rs_close_range((unsigned)own, (unsigned)own, 0), 0);
+	assert_true(is_open(own));
+	assert_int_equal(rs_close_range((unsigned)below, ~0U, CLOSE_RANGE_CLOEXEC), 0);
+	assert_true(fcntl(below, F_GETFD) & FD_CLOEXEC);
+	assert_int_equal(rs_close_range((unsigned)below, ~0U, 0), 0);
+	assert_false(is_open(below));
+	assert_false(is_open(above));
+	assert_true(is_open(own));
+	/* What the kernel refuses closes nothing. */
+	below = fcntl(own, F_DUPFD, 3);
+	assert_int_equal(rs_close_range((unsigned)below, ~0U, 0x80), -EINVAL);
+	assert_true(is_open(below));
+	assert_int_equal(rs_closefrom(below), 0);
+	assert_false(is_open(below));
+	assert_true(is_open(own));
+	rs_fd_close_private(own);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -372,6 +469,9 @@ int main(void)
 		cmocka_unit_test(test_recycled_socket_after_remove),
 		cmocka_unit_test(test_recycled_socket_behind_stale_pointer),
 		cmocka_unit_test(test_concurrent_lookups),
+		cmocka_unit_test(test_private_moves_high),
+		cmocka_unit_test(test_next_private_bounds),
+		cmocka_unit_test(test_application_closes_pass_private_by),
 	};
 
 	return cmocka_run_group_tests_name("fdtable", tests, group_setup, NULL);
