@@ -55,6 +55,11 @@ static inline unsigned rs_compat_flush_sq(struct io_uring *ring)
 	return tail - *sq->khead;
 }
 
+/* Kernel 6.3: io_uring_register naming the ring by its registered index. */
+#ifndef IORING_REGISTER_USE_REGISTERED_RING
+#define IORING_REGISTER_USE_REGISTERED_RING (1U << 31)
+#endif
+
 /* Kernel 6.15: epoll_wait as an operation. */
 #define RS_IORING_OP_EPOLL_WAIT 57
 

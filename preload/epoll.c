@@ -1063,7 +1063,9 @@ static long wait_common(int set_fd, struct epoll_event *events, int max, long lo
 		arm_kernel_poll(set, lane);
 		if (found || timeout_ns == 0)
 			break;
-		foreign = set->kernel_poll_lane != lane;
+		/* Without a wake eventfd, other threads' changes are seen
+		 * only by looking again. */
+		foreign = set->kernel_poll_lane != lane || lane->wake_fd < 0;
 		wait_pointer = rs_wait_limit(timeout_ns, deadline, foreign, FOREIGN_SLICE_NS,
 					     &wait_for, &expired);
 		if (expired)

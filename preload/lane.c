@@ -65,6 +65,66 @@ bool rs_io_uring_available(void)
 
 static void lane_destroy(void *argument);
 
+/* Whether io_uring_register takes a registered ring's index (6.3): then a
+ * registered lane needs no descriptor at all.  -1: not known yet. */
+static _Atomic int register_by_index = -1;
+
+/* io_uring_register on the lane's ring, by its fd or, once that is closed,
+ * by its registered index.  Returns a negative errno on failure. */
+static int lane_register(struct rs_lane *lane, unsigned opcode, void *argument, unsigned count)
+{
+	int saved_errno = errno;
+	long ret;
+
+	if (lane->ring.ring_fd >= 0)
+		ret = syscall(__NR_io_uring_register, lane->ring.ring_fd, opcode, argument, count);
+	else
+		ret = syscall(__NR_io_uring_register, lane->ring.enter_ring_fd,
+			      opcode | IORING_REGISTER_USE_REGISTERED_RING, argument, count);
+	if (ret < 0)
+		ret = -errno;
+	errno = saved_errno;
+	return (int)ret;
+}
+
+/* Asks once, with a probe by index, which answers only where the kernel
+ * understands the flag (older ones refuse the opcode). */
+static bool kernel_registers_by_index(struct rs_lane *lane)
+{
+	int known = atomic_load(&register_by_index);
+
+	if (known < 0) {
+		size_t size = sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op);
+		struct io_uring_probe *probe = calloc(1, size);
+		int saved_errno = errno;
+
+		known = probe && syscall(__NR_io_uring_register, lane->ring.enter_ring_fd,
+					 IORING_REGISTER_PROBE | IORING_REGISTER_USE_REGISTERED_RING,
+					 probe, 256) >= 0;
+		errno = saved_errno;
+		free(probe);
+		atomic_store(&register_by_index, known);
+	}
+	return known;
+}
+
+/* A thread-per-connection server would otherwise hold two descriptors
+ * more per connection (the ring and the eventfd): it could run out of
+ * descriptors where it would not without the shim.  Registered, and with
+ * a kernel that registers by index, the ring needs its fd no more: the
+ * thread's registration holds it, and goes with the thread (or an exec). */
+static void drop_ring_fd(struct rs_lane *lane)
+{
+	if (!lane->ring_registered || !kernel_registers_by_index(lane)) {
+		rs_debug("lane %u keeps its ring's descriptor (%s)", lane->index,
+			 lane->ring_registered ? "the kernel registers by index from 6.3"
+					       : "the ring is not registered");
+		return;
+	}
+	rs_fd_close_private(lane->ring.ring_fd);
+	lane->ring.ring_fd = -1;
+}
+
 static void make_key(void)
 {
 	pthread_key_create(&lane_key, lane_destroy);
@@ -170,7 +230,9 @@ static struct rs_lane *lane_create(void)
 	 * every enter.  Only the owner enters (SINGLE_ISSUER), and the index
 	 * is the owner's; a full table (16 per thread) leaves the fd in use. */
 	lane->ring_registered = io_uring_register_ring_fd(&lane->ring) == 1;
-	lane->wake_fd = rs_fd_make_private(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+	drop_ring_fd(lane);
+	/* Made at the first readiness wait: blocking threads never need it. */
+	lane->wake_fd = -1;
 	lane->wake_op.kind = RS_OP_WAKE;
 	pthread_mutex_init(&lane->handoff_lock, NULL);
 	lane->steer_slot = -1;
@@ -357,6 +419,21 @@ static void complete(struct rs_lane *lane, struct io_uring_cqe *cqe, bool can_su
  */
 void rs_lane_begin_readiness_wait(struct rs_lane *lane)
 {
+	if (lane->wake_fd < 0 && !lane->wake_fd_failed) {
+		int saved_errno = errno;
+		int fd = rs_fd_make_private(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+
+		if (fd < 0) {
+			rs_warn("lane %u: no wake eventfd (%s): its waits look again every few milliseconds for other threads' changes",
+				lane->index, strerror(errno));
+			lane->wake_fd_failed = true;
+		}
+		errno = saved_errno;
+		/* Wakers read it under this lock. */
+		pthread_mutex_lock(&lane->handoff_lock);
+		lane->wake_fd = fd < 0 ? -1 : fd;
+		pthread_mutex_unlock(&lane->handoff_lock);
+	}
 	if (lane->wake_fd < 0)
 		return;
 	atomic_store(&lane->waiting_for_readiness, true);
@@ -556,7 +633,7 @@ bool rs_lane_receive_buffers(struct rs_lane *lane)
 	registration.ring_addr = (uint64_t)(uintptr_t)ring;
 	registration.ring_entries = RS_RECEIVE_BUFFERS;
 	registration.bgid = 0;
-	if (!memory || io_uring_register_buf_ring(&lane->ring, &registration, 0) < 0) {
+	if (!memory || lane_register(lane, IORING_REGISTER_PBUF_RING, &registration, 1) < 0) {
 		rs_debug("lane %u: no provided buffers: single receives ahead", lane->index);
 		free(memory);
 		munmap(ring, ring_size);
@@ -876,7 +953,7 @@ static void lane_destroy(void *argument)
 			.timeout = { .tv_sec = 1, .tv_nsec = 0 },
 		};
 
-		io_uring_register_sync_cancel(&lane->ring, &cancel);
+		lane_register(lane, IORING_REGISTER_SYNC_CANCEL, &cancel, 1);
 		rs_lane_reap(lane);
 	}
 	for (unsigned i = 0; i < lane->dirty_count; i++) {
@@ -925,7 +1002,9 @@ static void lane_destroy(void *argument)
 	lane->handoff_count = lane->handoff_capacity = 0;
 	rs_stats_lane_release(lane->index);
 	/* liburing closes the ring's number through the C library, which is
-	 * the shim's close: unmarked first, it closes. */
+	 * the shim's close: unmarked first, it closes.  A ring without a
+	 * number goes with its thread's registration, at the thread's exit
+	 * (this runs then); liburing's close of -1 changes nothing. */
 	rs_fd_forget_private(lane->ring.ring_fd);
 	io_uring_queue_exit(&lane->ring);
 	if (lane->wake_fd >= 0) {
@@ -1100,7 +1179,8 @@ void rs_lanes_atfork_child(void)
 		struct rs_lane *next = lane->next_lane;
 
 		if (!atomic_load(&lane->dead)) {
-			rs_fd_close_private(lane->ring.ring_fd);
+			if (lane->ring.ring_fd >= 0)
+				rs_fd_close_private(lane->ring.ring_fd);
 			if (lane->wake_fd >= 0)
 				rs_fd_close_private(lane->wake_fd);
 		}

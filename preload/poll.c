@@ -217,8 +217,10 @@ static long ring_poll(struct pollfd *fds, nfds_t count, long long timeout_ns,
 			break;
 		if (!sliced)
 			arm_kernel_polls(fds, count, slots, lane);
-		wait_pointer = rs_wait_limit(timeout_ns, deadline, sliced, SLICE_NS, &wait_for,
-					     &expired);
+		/* Without a wake eventfd, other threads' changes are seen
+		 * only by looking again. */
+		wait_pointer = rs_wait_limit(timeout_ns, deadline, sliced || lane->wake_fd < 0,
+					     SLICE_NS, &wait_for, &expired);
 		if (expired)
 			break;
 		ret = rs_lane_wait_timeout(lane, wait_pointer, mask);

@@ -240,7 +240,8 @@ struct rs_lane {
 	/* Readiness another thread makes (the flusher, a thread pool's
 	 * write) while the owner waits in its ring for readiness: an eventfd
 	 * polled in the ring during those waits, written by rs_lane_wake. */
-	int wake_fd;                     /* -1: none */
+	int wake_fd;                     /* -1: none (made at the first readiness wait) */
+	bool wake_fd_failed;
 	bool wake_armed;
 	struct rs_op wake_op;
 	_Atomic bool waiting_for_readiness;
