@@ -67,7 +67,22 @@ static void lane_destroy(void *argument);
 
 /* Whether io_uring_register takes a registered ring's index (6.3): then a
  * registered lane needs no descriptor at all.  -1: not known yet. */
-static _Atomic int register_by_index = -1;
+static _Atomic int register_by_index_works = -1;
+
+/* io_uring_register on the lane's ring named by its registered index.
+ * Returns a negative errno on failure. */
+static int register_by_index(struct rs_lane *lane, unsigned opcode, void *argument,
+			     unsigned count)
+{
+	int saved_errno = errno;
+	long ret = syscall(__NR_io_uring_register, lane->ring.enter_ring_fd,
+			   opcode | IORING_REGISTER_USE_REGISTERED_RING, argument, count);
+
+	if (ret < 0)
+		ret = -errno;
+	errno = saved_errno;
+	return (int)ret;
+}
 
 /* io_uring_register on the lane's ring, by its fd or, once that is closed,
  * by its registered index.  Returns a negative errno on failure. */
@@ -76,11 +91,9 @@ static int lane_register(struct rs_lane *lane, unsigned opcode, void *argument, 
 	int saved_errno = errno;
 	long ret;
 
-	if (lane->ring.ring_fd >= 0)
-		ret = syscall(__NR_io_uring_register, lane->ring.ring_fd, opcode, argument, count);
-	else
-		ret = syscall(__NR_io_uring_register, lane->ring.enter_ring_fd,
-			      opcode | IORING_REGISTER_USE_REGISTERED_RING, argument, count);
+	if (lane->ring.ring_fd < 0)
+		return register_by_index(lane, opcode, argument, count);
+	ret = syscall(__NR_io_uring_register, lane->ring.ring_fd, opcode, argument, count);
 	if (ret < 0)
 		ret = -errno;
 	errno = saved_errno;
@@ -91,19 +104,15 @@ static int lane_register(struct rs_lane *lane, unsigned opcode, void *argument, 
  * understands the flag (older ones refuse the opcode). */
 static bool kernel_registers_by_index(struct rs_lane *lane)
 {
-	int known = atomic_load(&register_by_index);
+	int known = atomic_load(&register_by_index_works);
 
 	if (known < 0) {
 		size_t size = sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op);
 		struct io_uring_probe *probe = calloc(1, size);
-		int saved_errno = errno;
 
-		known = probe && syscall(__NR_io_uring_register, lane->ring.enter_ring_fd,
-					 IORING_REGISTER_PROBE | IORING_REGISTER_USE_REGISTERED_RING,
-					 probe, 256) >= 0;
-		errno = saved_errno;
+		known = probe && register_by_index(lane, IORING_REGISTER_PROBE, probe, 256) >= 0;
 		free(probe);
-		atomic_store(&register_by_index, known);
+		atomic_store(&register_by_index_works, known);
 	}
 	return known;
 }
@@ -223,8 +232,9 @@ static struct rs_lane *lane_create(void)
 	}
 	atomic_store(&io_uring_state, 1);
 	pthread_mutex_init(&lane->lock, NULL);
-	/* The ring's number and the eventfd's go high, out of the numbers the
-	 * application would be given, and out of reach of its closes. */
+	/* The ring's number goes high, out of the numbers the application
+	 * would be given and out of reach of its closes, for as long as the
+	 * ring keeps one. */
 	lane->ring.ring_fd = lane->ring.enter_ring_fd = rs_fd_make_private(lane->ring.ring_fd);
 	/* Entered by index, the kernel skips looking the ring's file up on
 	 * every enter.  Only the owner enters (SINGLE_ISSUER), and the index
@@ -498,8 +508,9 @@ void rs_lane_reap_now(struct rs_lane *lane)
 	 * kernel flags that some do.  So it flags completions it kept aside
 	 * from a full CQ.  A wait asks anyway; a look that does not wait
 	 * must. */
-	if ((lane->deferred && (IO_URING_READ_ONCE(*lane->ring.sq.kflags) & IORING_SQ_TASKRUN)) ||
-	    (IO_URING_READ_ONCE(*lane->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)) {
+	unsigned flags = IO_URING_READ_ONCE(*lane->ring.sq.kflags);
+
+	if ((lane->deferred && (flags & IORING_SQ_TASKRUN)) || (flags & IORING_SQ_CQ_OVERFLOW)) {
 		RS_STAT_ADD(lane->stats, ring_enters, 1);
 		io_uring_get_events(&lane->ring);
 	}
