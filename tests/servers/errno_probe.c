@@ -579,6 +579,33 @@ static int scenario_fdopen(int fd)
 }
 
 /* The scenario name, read a byte at a time so nothing after it is taken. */
+/* Each scenario leaves the connection for the caller to close (run), gives
+ * back the number the caller closes (replaced), or closes it itself. */
+static const struct {
+	const char *name;
+	void (*run)(int fd);
+	int (*replaced)(int fd);
+	bool closes;
+} scenarios[] = {
+	{ "reset", .run = scenario_reset },
+	{ "halfclose", .run = scenario_halfclose },
+	{ "peek", .run = scenario_peek },
+	{ "zero", .run = scenario_zero },
+	{ "efault", .run = scenario_efault },
+	{ "closedpeer", .run = scenario_closedpeer },
+	{ "dup", .replaced = scenario_dup },
+	{ "sendfile", .run = scenario_sendfile },
+	{ "cork", .run = scenario_cork },
+	{ "fdopen", .replaced = scenario_fdopen },
+	{ "splice", .run = scenario_splice },
+	{ "mmsg", .run = scenario_mmsg },
+	{ "dprintf", .run = scenario_dprintf },
+	{ "ownfds", .run = scenario_ownfds },
+	{ "closerange", .run = scenario_closerange, .closes = true },
+	{ "closefrom", .run = scenario_closefrom, .closes = true },
+};
+#define SCENARIO_COUNT (sizeof(scenarios) / sizeof(scenarios[0]))
+
 static bool read_scenario_name(int fd, char *name, size_t size)
 {
 	size_t length = 0;
@@ -609,6 +636,7 @@ int main(int argc, char **argv)
 {
 	bool ipv6 = false;
 	int port = 0, option;
+	size_t index;
 	struct sigaction action;
 
 	server_name = "errno_probe";
@@ -647,40 +675,18 @@ int main(int argc, char **argv)
 		scenario = name;
 		if (write(fd, "ready\n", 6) != 6)
 			die("write(ready): %s", strerror(errno));
-		if (!strcmp(name, "reset"))
-			scenario_reset(fd);
-		else if (!strcmp(name, "halfclose"))
-			scenario_halfclose(fd);
-		else if (!strcmp(name, "peek"))
-			scenario_peek(fd);
-		else if (!strcmp(name, "zero"))
-			scenario_zero(fd);
-		else if (!strcmp(name, "efault"))
-			scenario_efault(fd);
-		else if (!strcmp(name, "closedpeer"))
-			scenario_closedpeer(fd);
-		else if (!strcmp(name, "dup"))
-			fd = scenario_dup(fd);
-		else if (!strcmp(name, "sendfile"))
-			scenario_sendfile(fd);
-		else if (!strcmp(name, "cork"))
-			scenario_cork(fd);
-		else if (!strcmp(name, "fdopen"))
-			fd = scenario_fdopen(fd);
-		else if (!strcmp(name, "splice"))
-			scenario_splice(fd);
-		else if (!strcmp(name, "mmsg"))
-			scenario_mmsg(fd);
-		else if (!strcmp(name, "dprintf"))
-			scenario_dprintf(fd);
-		else if (!strcmp(name, "ownfds"))
-			scenario_ownfds(fd);
-		else if (!strcmp(name, "closerange"))
-			fd = (scenario_closerange(fd), -1);
-		else if (!strcmp(name, "closefrom"))
-			fd = (scenario_closefrom(fd), -1);
-		else
+		for (index = 0; index < SCENARIO_COUNT; index++)
+			if (!strcmp(name, scenarios[index].name))
+				break;
+		if (index == SCENARIO_COUNT) {
 			fprintf(stderr, "errno_probe: unknown scenario '%s'\n", name);
+		} else if (scenarios[index].replaced) {
+			fd = scenarios[index].replaced(fd);
+		} else {
+			scenarios[index].run(fd);
+			if (scenarios[index].closes)
+				fd = -1;
+		}
 		if (fd >= 0)
 			STEP("close", close(fd));
 		printf("%s: end\n", scenario);
