@@ -176,12 +176,13 @@ int rs_fd_make_private(int fd)
 
 	if (fd < 0)
 		return fd;
-	moved = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, private_fd_base());
+	moved = rs_fd_duplicate_private(fd);
 	if (moved >= 0) {
 		REAL(close)(fd);
 		fd = moved;
+	} else {
+		mark_private(fd);
 	}
-	mark_private(fd);
 	errno = saved_errno;
 	return fd;
 }
