@@ -196,8 +196,7 @@ static struct rs_epoll *set_adopt(int fd)
 static void hint(struct rs_epoll *set, unsigned index)
 {
 	if (set->hints)
-		atomic_fetch_or_explicit(&set->hints[index / 64], 1ull << (index % 64),
-					 memory_order_release);
+		rs_epoll_hint_bit(set->hints, index);
 }
 
 /* The socket's entry in the set it hints, found without a search, or -1;
@@ -341,21 +340,21 @@ void rs_epoll_forget_socket(struct rs_socket *socket)
 	if (memberships == 1 && hints) {
 		/* In one set, the one it hints: its entry is known, and a
 		 * close costs no search of every set's entries. */
-		for (struct rs_epoll *set = live_sets; set; set = set->next) {
-			int index;
+		struct rs_epoll *set = live_sets;
+		int index = -1;
 
-			if (set->hints != hints)
-				continue;
+		while (set && set->hints != hints)
+			set = set->next;
+		if (set) {
 			pthread_mutex_lock(&set->lock);
 			index = hinted_entry(set, socket);
 			if (index >= 0)
 				entry_drop(set, (unsigned)index);
 			pthread_mutex_unlock(&set->lock);
-			if (index >= 0) {
-				pthread_mutex_unlock(&sets_lock);
-				return;
-			}
-			break;
+		}
+		if (index >= 0) {
+			pthread_mutex_unlock(&sets_lock);
+			return;
 		}
 	}
 	for (struct rs_epoll *set = live_sets; set; set = set->next) {

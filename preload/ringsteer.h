@@ -490,6 +490,11 @@ static inline bool rs_socket_has_room(const struct rs_socket *socket)
 		return socket->txq.bytes <= rs_config.txq_bytes - rs_config.txq_bytes / 3;
 	return socket->txq.bytes < rs_config.txq_bytes;
 }
+/* Sets an epoll set's hint bit for the entry at index (epoll.c). */
+static inline void rs_epoll_hint_bit(_Atomic uint64_t *hints, unsigned index)
+{
+	atomic_fetch_or_explicit(&hints[index / 64], 1ull << (index % 64), memory_order_release);
+}
 /* Socket locked: one writer at a time, so a plain increment suffices. */
 static inline void rs_socket_readiness_moved(struct rs_socket *socket)
 {
@@ -497,8 +502,7 @@ static inline void rs_socket_readiness_moved(struct rs_socket *socket)
 			      atomic_load_explicit(&socket->readiness_version, memory_order_relaxed) + 1,
 			      memory_order_release);
 	if (socket->epoll_hints)
-		atomic_fetch_or_explicit(&socket->epoll_hints[socket->epoll_hint_index / 64],
-					 1ull << (socket->epoll_hint_index % 64), memory_order_release);
+		rs_epoll_hint_bit(socket->epoll_hints, socket->epoll_hint_index);
 	/* Moved by a thread other than the one whose loop watches it. */
 	if (socket->rx_lane && socket->rx_lane != rs_lane_current())
 		rs_lane_wake(socket->rx_lane);
