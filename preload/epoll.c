@@ -222,7 +222,8 @@ static void entry_drop(struct rs_epoll *set, unsigned index)
 	struct rs_socket *socket = entry->socket;
 
 	pthread_mutex_lock(&socket->lock);
-	socket->epoll_memberships--;
+	if (!--socket->epoll_memberships)
+		socket->loop_lane = NULL;
 	if (entry->hinted)
 		socket->epoll_hints = NULL;
 	pthread_mutex_unlock(&socket->lock);
@@ -466,6 +467,7 @@ static int add_entry(struct rs_epoll *set, struct rs_socket *socket, int fd,
 	hint(set, set->count - 1);
 	socket->epoll_memberships++;
 	rs_socket_ref(socket);
+	rs_socket_follow_loop(socket, lane);
 	rs_socket_want_receive(socket, lane);
 	pthread_mutex_unlock(&socket->lock);
 	return 0;

@@ -606,6 +606,7 @@ static void take_handoffs(struct rs_lane *lane)
 
 		pthread_mutex_lock(&socket->lock);
 		socket->handed_off = false;
+		rs_socket_handed_over(socket, lane);
 		/* A kernel send from that thread found no room: the poll for it. */
 		if (socket->kernel_full && !socket->writable_poll_in_flight)
 			rs_socket_want_writable(socket, lane);

@@ -359,7 +359,7 @@ struct rs_socket {
 	bool broken;               /* the connection failed: sends take the kernel path */
 	bool kernel_path;          /* an internal failure handed it back to the kernel */
 	bool write_through;        /* stdio may write it too: a write's bytes leave before it returns */
-	bool handed_off;           /* on its rx_lane's hand-off list */
+	bool handed_off;           /* on a lane's hand-off list */
 	int app_fds;               /* >0: adopted under several fd numbers, fd is our own dup */
 	struct rs_socket *next_orphan; /* closed by the application, bytes left */
 	struct iovec tx_iov[RS_TX_IOV_MAX];
@@ -385,6 +385,10 @@ struct rs_socket {
 	size_t rx_start;           /* first unread byte */
 	size_t rx_end;             /* one past the last received byte */
 	struct rs_lane *rx_lane;   /* where the receive ahead is armed */
+	/* The lane of the thread that last added it to an epoll set, whose
+	 * loop waits for it: receives ahead are armed there, and one armed
+	 * elsewhere is ended and armed again there (rs_socket_follow_loop). */
+	struct rs_lane *loop_lane;
 	struct rs_op rx_op;
 	bool tx_blocked;           /* a send said EAGAIN: the next room is an edge */
 	bool kernel_full;          /* a kernel send said EAGAIN: not writable until polled */
@@ -498,15 +502,26 @@ static inline void rs_epoll_hint_bit(_Atomic uint64_t *hints, unsigned index)
 /* Socket locked: one writer at a time, so a plain increment suffices. */
 static inline void rs_socket_readiness_moved(struct rs_socket *socket)
 {
+	struct rs_lane *current;
+
 	atomic_store_explicit(&socket->readiness_version,
 			      atomic_load_explicit(&socket->readiness_version, memory_order_relaxed) + 1,
 			      memory_order_release);
 	if (socket->epoll_hints)
 		rs_epoll_hint_bit(socket->epoll_hints, socket->epoll_hint_index);
-	/* Moved by a thread other than the one whose loop watches it. */
-	if (socket->rx_lane && socket->rx_lane != rs_lane_current())
+	/* Moved by a thread other than the one whose loop watches it: the
+	 * loop it joined last, and the lane it still receives on. */
+	current = rs_lane_current();
+	if (socket->loop_lane && socket->loop_lane != current)
+		rs_lane_wake(socket->loop_lane);
+	if (socket->rx_lane && socket->rx_lane != current && socket->rx_lane != socket->loop_lane)
 		rs_lane_wake(socket->rx_lane);
 }
+/* The socket joined an epoll set waited on from lane: its receives ahead
+ * follow that loop.  handed_over is the hand-off's side on the lane that
+ * takes the socket.  Socket locked, both. */
+void rs_socket_follow_loop(struct rs_socket *socket, struct rs_lane *lane);
+void rs_socket_handed_over(struct rs_socket *socket, struct rs_lane *lane);
 /* Event-mode sockets' buffered bytes (FIONREAD); socket locked. */
 size_t rs_socket_buffered(const struct rs_socket *socket);
 /* Stops a receive ahead before the socket's fd is closed. */

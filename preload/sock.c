@@ -83,6 +83,7 @@ struct rs_socket *rs_socket_new(int fd, enum rs_socket_kind kind)
 	socket->rx_start = 0;
 	socket->rx_end = 0;
 	socket->rx_lane = NULL;
+	socket->loop_lane = NULL;
 	socket->rx_op.kind = RS_OP_RECEIVE;
 	socket->rx_op.socket = socket;
 	socket->tx_blocked = false;
@@ -430,6 +431,30 @@ void rs_socket_want_receive(struct rs_socket *socket, struct rs_lane *lane)
 	list_for_arming(socket, lane);
 }
 
+void rs_socket_follow_loop(struct rs_socket *socket, struct rs_lane *lane)
+{
+	if (!lane)
+		return;
+	socket->loop_lane = lane;
+	/* Only the ring it was armed on can end it: that lane is asked to. */
+	if (socket->rx_in_flight && socket->rx_multishot && socket->rx_lane &&
+	    socket->rx_lane != lane)
+		rs_lane_hand_off(socket->rx_lane, socket);
+}
+
+void rs_socket_handed_over(struct rs_socket *socket, struct rs_lane *lane)
+{
+	if (socket->loop_lane && socket->loop_lane != lane && socket->rx_in_flight &&
+	    socket->rx_multishot && socket->rx_lane == lane) {
+		/* Its last completion asks for the next receive, which is
+		 * then armed on the loop's lane (rs_socket_arm). */
+		socket->rx_stop_wanted = true;
+		list_for_arming(socket, lane);
+	} else if (socket->rx_wanted && !socket->rx_in_flight) {
+		list_for_arming(socket, lane);
+	}
+}
+
 void rs_socket_want_writable(struct rs_socket *socket, struct rs_lane *lane)
 {
 	socket->kernel_full = true;
@@ -442,6 +467,7 @@ void rs_socket_want_writable(struct rs_socket *socket, struct rs_lane *lane)
 void rs_socket_arm(struct rs_socket *socket, struct rs_lane *lane)
 {
 	struct io_uring_sqe *sqe;
+	bool arm_here = true;
 
 	if (socket->arming_lane != lane)
 		return;
@@ -457,7 +483,12 @@ void rs_socket_arm(struct rs_socket *socket, struct rs_lane *lane)
 			io_uring_sqe_set_data(sqe, NULL);
 		}
 	}
-	if (socket->rx_wanted && !socket->rx_in_flight &&
+	/* Another thread's loop waits for it: received there, its
+	 * completions wake that loop with no thread in between. */
+	if (socket->rx_wanted && !socket->rx_in_flight && socket->loop_lane &&
+	    socket->loop_lane != lane && rs_lane_hand_off(socket->loop_lane, socket))
+		arm_here = false;
+	if (arm_here && socket->rx_wanted && !socket->rx_in_flight &&
 	    socket->rx_end - socket->rx_start < rs_config.rxq_bytes &&
 	    !socket->rx_eof && !socket->rx_reset && !socket->rx_error && rs_lane_receive_buffers(lane)) {
 		/* Multishot: one receive for as long as the buffer has room,
@@ -473,7 +504,7 @@ void rs_socket_arm(struct rs_socket *socket, struct rs_lane *lane)
 		socket->rx_lane = lane;
 		rs_socket_ref(socket);
 	}
-	if (socket->rx_wanted && !socket->rx_in_flight &&
+	if (arm_here && socket->rx_wanted && !socket->rx_in_flight &&
 	    socket->rx_end - socket->rx_start < socket->rx_capacity &&
 	    !socket->rx_eof && !socket->rx_reset && !socket->rx_error) {
 		size_t unread = socket->rx_end - socket->rx_start;
@@ -882,6 +913,7 @@ void rs_sockets_atfork_child(void)
 		socket->arming_listed = false;
 		socket->arming_lane = NULL;
 		socket->rx_lane = NULL;
+		socket->loop_lane = NULL;
 		socket->handed_off = false;
 		socket->rx_start = socket->rx_end = 0;
 		socket->writable_poll_in_flight = false;
