@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -93,6 +94,15 @@ struct rs_epoll {
 	_Atomic bool kernel_ready;
 	struct rs_lane *kernel_poll_lane;
 	struct rs_op kernel_poll_op;
+	/* The lane that waited on it last: its loop is where the sockets'
+	 * receives ahead are armed, whichever thread adds them. */
+	_Atomic(struct rs_lane *) waiter_lane;
+	/* Threads in a kernel epoll_wait on it (it had no sockets yet), and
+	 * the eventfd in its kernel part, made on first need, that wakes
+	 * them when another thread adds one; its event never reaches the
+	 * application. */
+	_Atomic int kernel_waiters;
+	int wake_fd;
 	struct rs_epoll *next;      /* live list, or free list */
 };
 
@@ -166,6 +176,9 @@ static struct rs_epoll *set_create(int fd)
 	/* Unknown until looked at once. */
 	atomic_store(&set->kernel_ready, true);
 	set->kernel_poll_lane = NULL;
+	atomic_store(&set->waiter_lane, NULL);
+	atomic_store(&set->kernel_waiters, 0);
+	set->wake_fd = -1;
 	set->kernel_poll_op.kind = RS_OP_EPOLL;
 	set->kernel_poll_op.epoll = set;
 	pthread_mutex_lock(&sets_lock);
@@ -279,6 +292,9 @@ void rs_epoll_close(int fd)
 	while (set->count)
 		entry_drop(set, set->count - 1);
 	set->dead = true;
+	if (set->wake_fd >= 0)
+		rs_fd_close_private(set->wake_fd);
+	set->wake_fd = -1;
 	pthread_mutex_unlock(&set->lock);
 	/* A poll still in flight holds the epoll file: the set is recycled
 	 * when its completion comes (cancelled below if this thread owns it). */
@@ -435,9 +451,68 @@ static int reserve_entries(struct rs_epoll *set, unsigned more)
 	return 0;
 }
 
+/* The data of the wake eventfd's event: an address of the shim's, which no
+ * application registers. */
+static uint64_t wake_marker(struct rs_epoll *set)
+{
+	return (uint64_t)(uintptr_t)&set->wake_fd;
+}
+
+/* Wakes the threads waiting on the kernel part alone; set locked. */
+static void wake_kernel_waiters(struct rs_epoll *set)
+{
+	uint64_t one = 1;
+	int saved_errno = errno;
+
+	if (set->wake_fd < 0) {
+		struct epoll_event event = { .events = EPOLLIN, .data.u64 = wake_marker(set) };
+		int fd = rs_fd_make_private(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+
+		if (fd >= 0 && REAL(epoll_ctl)(set->fd, EPOLL_CTL_ADD, fd, &event) < 0) {
+			rs_fd_close_private(fd);
+			fd = -1;
+		}
+		if (fd < 0)
+			rs_debug("epoll set %d: no wake eventfd (%s): a thread waiting on it "
+				 "sees sockets added meanwhile at its next wait", set->fd,
+				 strerror(errno));
+		set->wake_fd = fd;
+	}
+	if (set->wake_fd >= 0 && REAL(write)(set->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		rs_debug("epoll set %d: writing its wake eventfd: %s", set->fd, strerror(errno));
+	errno = saved_errno;
+}
+
+/* Takes the wake eventfd's event out of what the kernel part reported;
+ * returns how many events are left. */
+static int drop_wake_event(struct rs_epoll *set, struct epoll_event *events, int found,
+			   bool *woken)
+{
+	int kept = 0;
+
+	if (set->wake_fd < 0 || found <= 0)
+		return found;
+	for (int i = 0; i < found; i++) {
+		if (events[i].data.u64 == wake_marker(set)) {
+			uint64_t count;
+			int saved_errno = errno;
+
+			if (REAL(read)(set->wake_fd, &count, sizeof(count)) < 0)
+				rs_debug("epoll set %d: reading its wake eventfd: %s", set->fd,
+					 strerror(errno));
+			errno = saved_errno;
+			*woken = true;
+			continue;
+		}
+		events[kept++] = events[i];
+	}
+	return kept;
+}
+
 static int add_entry(struct rs_epoll *set, struct rs_socket *socket, int fd,
 		     const struct epoll_event *event, struct rs_lane *lane)
 {
+	struct rs_lane *loop = atomic_load(&set->waiter_lane);
 	struct entry *entry;
 
 	if (reserve_entries(set, 1) < 0)
@@ -467,9 +542,14 @@ static int add_entry(struct rs_epoll *set, struct rs_socket *socket, int fd,
 	hint(set, set->count - 1);
 	socket->epoll_memberships++;
 	rs_socket_ref(socket);
-	rs_socket_follow_loop(socket, lane);
+	rs_socket_follow_loop(socket, loop ? loop : lane);
 	rs_socket_want_receive(socket, lane);
+	/* Added from another thread: the loop reports it if it is ready. */
+	if (loop && loop != lane)
+		rs_lane_wake(loop);
 	pthread_mutex_unlock(&socket->lock);
+	if (atomic_load(&set->kernel_waiters))
+		wake_kernel_waiters(set);
 	return 0;
 }
 
@@ -971,7 +1051,7 @@ static int harvest_kernel(struct rs_epoll *set, struct epoll_event *events, int 
 		return 0;
 	atomic_store(&set->kernel_ready, false);
 	found = REAL(epoll_wait)(set->fd, events, max, 0);
-	return found < 0 ? 0 : found;
+	return found < 0 ? 0 : drop_wake_event(set, events, found, &(bool){ false });
 }
 
 static void arm_kernel_poll(struct rs_epoll *set, struct rs_lane *lane)
@@ -998,6 +1078,54 @@ static bool has_entries(struct rs_epoll *set)
 }
 
 /* timeout_ns < 0: forever. */
+/* The kernel's wait, for a set without accelerated sockets or a caller
+ * without a lane. */
+static long kernel_wait(int set_fd, struct rs_lane *lane, struct epoll_event *events, int max,
+			long long timeout_ns, const sigset_t *mask)
+{
+	struct timespec timeout = { .tv_sec = timeout_ns / 1000000000ll,
+				    .tv_nsec = timeout_ns % 1000000000ll };
+	long found;
+
+	rs_lane_flush_before_block();
+	if (lane && lane->steer_slot >= 0) {
+		/* Only kernel fds (the listeners, at start): still a turn and a
+		 * wait of the lane's loop. */
+		rs_listener_lane_turn(lane);
+		if (timeout_ns != 0)
+			rs_listener_lane_waiting(lane);
+		found = rs_kernel_result(REAL(epoll_pwait2)(set_fd, events, max,
+							 timeout_ns < 0 ? NULL : &timeout, mask));
+		if (timeout_ns != 0)
+			rs_listener_lane_running(lane);
+		return found;
+	}
+	if (!REAL(epoll_pwait2) && timeout_ns >= 0)
+		return rs_kernel_result(REAL(epoll_pwait)(set_fd, events, max,
+						       (int)(timeout_ns / 1000000), mask));
+	return rs_kernel_result(REAL(epoll_pwait2)(set_fd, events, max,
+						timeout_ns < 0 ? NULL : &timeout, mask));
+}
+
+/* The first loop to wait on a set takes the sockets added before it. */
+static void set_waiter(struct rs_epoll *set, struct rs_lane *lane)
+{
+	if (atomic_load_explicit(&set->waiter_lane, memory_order_relaxed) == lane)
+		return;
+	if (atomic_exchange(&set->waiter_lane, lane))
+		return;
+	pthread_mutex_lock(&set->lock);
+	for (unsigned i = 0; i < set->count; i++) {
+		struct rs_socket *socket = set->entries[i].socket;
+
+		pthread_mutex_lock(&socket->lock);
+		if (socket->loop_lane != lane)
+			rs_socket_follow_loop(socket, lane);
+		pthread_mutex_unlock(&socket->lock);
+	}
+	pthread_mutex_unlock(&set->lock);
+}
+
 static long wait_common(int set_fd, struct epoll_event *events, int max, long long timeout_ns,
 			const sigset_t *mask)
 {
@@ -1006,28 +1134,34 @@ static long wait_common(int set_fd, struct epoll_event *events, int max, long lo
 	uint64_t deadline = 0;
 	long found = 0;
 
-	if (!set || !lane || !has_entries(set) || rs_bad_pointer(events)) {
-		struct timespec timeout = { .tv_sec = timeout_ns / 1000000000ll,
-					    .tv_nsec = timeout_ns % 1000000000ll };
+	if (!set || !lane || rs_bad_pointer(events))
+		return kernel_wait(set_fd, lane, events, max, timeout_ns, mask);
+	set_waiter(set, lane);
+	if (!has_entries(set)) {
+		uint64_t started = timeout_ns > 0 ? rs_now_ns() : 0;
+		bool woken = false;
 
-		rs_lane_flush_before_block();
-		if (lane && lane->steer_slot >= 0) {
-			/* Only kernel fds (the listeners, at start): still a
-			 * turn and a wait of the lane's loop. */
-			rs_listener_lane_turn(lane);
-			if (timeout_ns != 0)
-				rs_listener_lane_waiting(lane);
-			found = rs_kernel_result(REAL(epoll_pwait2)(set_fd, events, max,
-								 timeout_ns < 0 ? NULL : &timeout, mask));
-			if (timeout_ns != 0)
-				rs_listener_lane_running(lane);
-			return found;
+		/* Counted first, then looked at again: a socket added by
+		 * another thread meanwhile is either seen here or wakes us. */
+		atomic_fetch_add(&set->kernel_waiters, 1);
+		if (!has_entries(set)) {
+			found = kernel_wait(set_fd, lane, events, max, timeout_ns, mask);
+			found = drop_wake_event(set, events, (int)found, &woken);
+		} else {
+			woken = true;
 		}
-		if (!REAL(epoll_pwait2) && timeout_ns >= 0)
-			return rs_kernel_result(REAL(epoll_pwait)(set_fd, events, max,
-							       (int)(timeout_ns / 1000000), mask));
-		return rs_kernel_result(REAL(epoll_pwait2)(set_fd, events, max,
-							timeout_ns < 0 ? NULL : &timeout, mask));
+		atomic_fetch_sub(&set->kernel_waiters, 1);
+		if (found || !woken)
+			return found;
+		/* Woken for a socket another thread added: the rest of the
+		 * timeout is the ring's. */
+		if (timeout_ns > 0) {
+			uint64_t spent = rs_now_ns() - started;
+
+			if (spent >= (uint64_t)timeout_ns)
+				return 0;
+			timeout_ns -= (long long)spent;
+		}
 	}
 	if (max <= 0 || max > MAX_EVENTS)
 		return -EINVAL;

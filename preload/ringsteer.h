@@ -385,9 +385,10 @@ struct rs_socket {
 	size_t rx_start;           /* first unread byte */
 	size_t rx_end;             /* one past the last received byte */
 	struct rs_lane *rx_lane;   /* where the receive ahead is armed */
-	/* The lane of the thread that last added it to an epoll set, whose
-	 * loop waits for it: receives ahead are armed there, and one armed
-	 * elsewhere is ended and armed again there (rs_socket_follow_loop). */
+	/* The lane of the loop that waits for it: the last waiter of the
+	 * epoll set it joined last (or the thread that added it, before any
+	 * wait).  Receives ahead are armed there; one armed elsewhere is
+	 * ended and armed again there (rs_socket_follow_loop). */
 	struct rs_lane *loop_lane;
 	struct rs_op rx_op;
 	bool tx_blocked;           /* a send said EAGAIN: the next room is an edge */
@@ -517,8 +518,8 @@ static inline void rs_socket_readiness_moved(struct rs_socket *socket)
 	if (socket->rx_lane && socket->rx_lane != current && socket->rx_lane != socket->loop_lane)
 		rs_lane_wake(socket->rx_lane);
 }
-/* The socket joined an epoll set waited on from lane: its receives ahead
- * follow that loop.  handed_over is the hand-off's side on the lane that
+/* The socket's loop is now lane's (it joined a set lane waits on): its
+ * receives ahead follow.  handed_over is the hand-off's side on the lane that
  * takes the socket.  Socket locked, both. */
 void rs_socket_follow_loop(struct rs_socket *socket, struct rs_lane *lane);
 void rs_socket_handed_over(struct rs_socket *socket, struct rs_lane *lane);

@@ -428,6 +428,21 @@ void rs_socket_want_receive(struct rs_socket *socket, struct rs_lane *lane)
 	    socket->closed || socket->kernel_path || !lane)
 		return;
 	socket->rx_wanted = true;
+	/* Armed where its loop waits, which a thread that never enters its
+	 * own ring (an acceptor in accept4) would otherwise hold up. */
+	if (socket->loop_lane && socket->loop_lane != lane &&
+	    rs_lane_hand_off(socket->loop_lane, socket))
+		return;
+	list_for_arming(socket, lane);
+}
+
+/* Lists a wanted receive on lane, taking it from another lane's arming
+ * list, whose rs_socket_arm then passes it by (arming_lane is not its own);
+ * lane's owner or the flusher holds it. */
+static void list_here(struct rs_socket *socket, struct rs_lane *lane)
+{
+	if (socket->arming_listed && socket->arming_lane != lane)
+		socket->arming_listed = false;
 	list_for_arming(socket, lane);
 }
 
@@ -436,10 +451,16 @@ void rs_socket_follow_loop(struct rs_socket *socket, struct rs_lane *lane)
 	if (!lane)
 		return;
 	socket->loop_lane = lane;
-	/* Only the ring it was armed on can end it: that lane is asked to. */
-	if (socket->rx_in_flight && socket->rx_multishot && socket->rx_lane &&
-	    socket->rx_lane != lane)
-		rs_lane_hand_off(socket->rx_lane, socket);
+	if (socket->rx_in_flight) {
+		/* Only the ring it was armed on can end it: that lane is asked to. */
+		if (socket->rx_multishot && socket->rx_lane && socket->rx_lane != lane)
+			rs_lane_hand_off(socket->rx_lane, socket);
+	} else if (socket->rx_wanted && socket->arming_listed && socket->arming_lane != lane) {
+		if (lane == rs_lane_current())
+			list_here(socket, lane);
+		else
+			rs_lane_hand_off(lane, socket);
+	}
 }
 
 void rs_socket_handed_over(struct rs_socket *socket, struct rs_lane *lane)
@@ -451,7 +472,7 @@ void rs_socket_handed_over(struct rs_socket *socket, struct rs_lane *lane)
 		socket->rx_stop_wanted = true;
 		list_for_arming(socket, lane);
 	} else if (socket->rx_wanted && !socket->rx_in_flight) {
-		list_for_arming(socket, lane);
+		list_here(socket, lane);
 	}
 }
 

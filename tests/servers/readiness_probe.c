@@ -1239,6 +1239,76 @@ static void scenario_moved_socket(void)
 	close(epoll_fd);
 }
 
+/* Another thread adds sockets to the set a loop waits on, and then blocks
+ * where the shim does not see it (an acceptor back in accept): the loop's
+ * wait, begun on an empty set or not, reports them as soon as they are
+ * ready.  The adding thread prints only while the loop is in a wait that
+ * its steps end. */
+struct added_elsewhere {
+	int epoll_fd;
+	int sockets[2];
+	int peers[2];
+	int go[2];     /* the loop tells the adding thread to go on */
+};
+
+static void await_go(int fd)
+{
+	char byte;
+
+	if (read(fd, &byte, 1) != 1)
+		die("reading the go pipe: %s", strerror(errno));
+}
+
+static void *added_elsewhere_thread(void *argument)
+{
+	struct added_elsewhere *added = argument;
+
+	usleep(50000);
+	STEP("ADD from another thread", control(added->epoll_fd, EPOLL_CTL_ADD, added->sockets[0], EPOLLIN, 0x91));
+	peer_send(added->peers[0], "one");
+	await_go(added->go[0]);
+	usleep(50000);
+	STEP("ADD another from another thread", control(added->epoll_fd, EPOLL_CTL_ADD, added->sockets[1], EPOLLIN, 0x92));
+	peer_send(added->peers[1], "two");
+	await_go(added->go[0]);
+	return NULL;
+}
+
+static void scenario_added_elsewhere(void)
+{
+	struct added_elsewhere added = { .epoll_fd = epoll_create1(EPOLL_CLOEXEC) };
+	pthread_t thread;
+	char buf[100];
+	long n;
+
+	for (int i = 0; i < 2; i++)
+		make_pair(&added.sockets[i], &added.peers[i], true);
+	if (pipe(added.go) != 0 || pthread_create(&thread, NULL, added_elsewhere_thread, &added) != 0)
+		die("pipe or pthread_create failed");
+	show_wait(added.epoll_fd, 16, READY_TIMEOUT_MS, "wait on an empty set, a socket added meanwhile");
+	n = STEP("read(100)", read(added.sockets[0], buf, 100));
+	show_data("read", buf, n);
+	STEP("read(100) when empty", read(added.sockets[0], buf, 100));
+	if (write(added.go[1], "g", 1) != 1)
+		die("writing the go pipe: %s", strerror(errno));
+	show_wait(added.epoll_fd, 16, READY_TIMEOUT_MS, "wait, another socket added meanwhile");
+	n = STEP("read(100) the other", read(added.sockets[1], buf, 100));
+	show_data("read", buf, n);
+	peer_send(added.peers[0], "three");
+	show_wait(added.epoll_fd, 16, READY_TIMEOUT_MS, "wait after the first one's peer sent again");
+	n = STEP("read(100)", read(added.sockets[0], buf, 100));
+	show_data("read", buf, n);
+	if (write(added.go[1], "g", 1) != 1)
+		die("writing the go pipe: %s", strerror(errno));
+	pthread_join(thread, NULL);
+	for (int i = 0; i < 2; i++) {
+		close(added.sockets[i]);
+		close(added.peers[i]);
+		close(added.go[i]);
+	}
+	close(added.epoll_fd);
+}
+
 static const struct {
 	const char *name;
 	void (*run)(void);
@@ -1262,6 +1332,7 @@ static const struct {
 	{ "max_events", scenario_max_events },
 	{ "sigmask", scenario_sigmask },
 	{ "moved_socket", scenario_moved_socket },
+	{ "added_elsewhere", scenario_added_elsewhere },
 };
 #define SCENARIO_COUNT (sizeof(scenarios) / sizeof(scenarios[0]))
 
