@@ -294,7 +294,10 @@ void rs_lane_leave(struct rs_lane *lane)
 	 * submission while another thread could close and reuse that number. */
 	if (lane->unsubmitted)
 		enter_ring(lane, 0);
-	if (lane->dirty_count || lane->sends_in_flight) {
+	/* A hand-off that came while we were in here counts too: its wake
+	 * found no wait to end. */
+	if (lane->dirty_count || lane->sends_in_flight ||
+	    atomic_load_explicit(&lane->handoff_pending, memory_order_acquire)) {
 		if (!atomic_load_explicit(&lane->work_left, memory_order_relaxed))
 			atomic_store_explicit(&lane->work_left, true, memory_order_relaxed);
 		if (atomic_load_explicit(&flusher_sleeping, memory_order_relaxed))
