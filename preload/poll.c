@@ -109,6 +109,9 @@ static int gather(struct pollfd *fds, nfds_t count, struct slot *slots, struct r
 			struct rs_socket *socket = slots[i].socket;
 
 			pthread_mutex_lock(&socket->lock);
+			/* In no epoll set, its loop is the thread that polls it. */
+			if (!socket->epoll_memberships && socket->loop_lane != lane)
+				rs_socket_follow_loop(socket, lane);
 			rs_socket_want_receive(socket, lane);
 			fds[i].revents = (short)(rs_socket_readiness(socket) & (uint32_t)(uint16_t)interest);
 			pthread_mutex_unlock(&socket->lock);

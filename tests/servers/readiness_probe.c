@@ -192,12 +192,16 @@ static int show_poll(struct pollfd *fds, nfds_t count, int timeout, const char *
 {
 	int ready;
 
+	long long started = now_ms();
+
 	for (nfds_t i = 0; i < count; i++)
 		fds[i].revents = (short)0x5a5a; /* must be overwritten */
 	do {
 		ready = poll(fds, count, timeout);
 	} while (ready < 0 && errno == EINTR);
 	record(step, ready, errno);
+	if (ready > 0 && timeout >= READY_TIMEOUT_MS && now_ms() - started >= timeout / 2)
+		say("  ready only after more than half the timeout");
 	if (ready >= 0)
 		for (nfds_t i = 0; i < count; i++)
 			say("  entry %u revents %s", (unsigned)i, poll_names(fds[i].revents));
@@ -1239,6 +1243,61 @@ static void scenario_moved_socket(void)
 	close(epoll_fd);
 }
 
+/* The same with poll: a socket one thread polled and read is polled by
+ * another, while the first goes on polling a socket of its own. */
+static void *polled_elsewhere_thread(void *argument)
+{
+	struct moved_socket *moved = argument;
+	struct pollfd entry = { .fd = moved->server, .events = POLLIN };
+	char buf[100];
+	long n;
+
+	peer_send(moved->peer, "two");
+	show_poll(&entry, 1, READY_TIMEOUT_MS, "second thread's poll after the peer sent");
+	n = STEP("read(100) on the second thread", read(moved->server, buf, 100));
+	show_data("read", buf, n);
+	STEP("read(100) when empty", read(moved->server, buf, 100));
+	peer_send(moved->peer, "three");
+	show_poll(&entry, 1, READY_TIMEOUT_MS, "second thread's poll after the peer sent again");
+	n = STEP("read(100) on the second thread", read(moved->server, buf, 100));
+	show_data("read", buf, n);
+	atomic_store(&moved->done, true);
+	return NULL;
+}
+
+static void scenario_polled_elsewhere(void)
+{
+	struct moved_socket moved = { .done = false };
+	struct pollfd mine, theirs;
+	pthread_t thread;
+	int other, other_peer, stray = 0;
+	char buf[100];
+	long n;
+
+	make_pair(&moved.server, &moved.peer, true);
+	make_pair(&other, &other_peer, true);
+	theirs = (struct pollfd){ .fd = moved.server, .events = POLLIN };
+	peer_send(moved.peer, "one");
+	show_poll(&theirs, 1, READY_TIMEOUT_MS, "first thread's poll after the peer sent");
+	n = STEP("read(100)", read(moved.server, buf, 100));
+	show_data("read", buf, n);
+	STEP("read(100) when empty", read(moved.server, buf, 100));
+	show_poll(&theirs, 1, 0, "poll(0) drained");
+	if (pthread_create(&thread, NULL, polled_elsewhere_thread, &moved) != 0)
+		die("pthread_create failed");
+	while (!atomic_load(&moved.done)) {
+		mine = (struct pollfd){ .fd = other, .events = POLLIN };
+		if (poll(&mine, 1, IDLE_TIMEOUT_MS) > 0)
+			stray++;
+	}
+	pthread_join(thread, NULL);
+	say("first thread's polls meanwhile reported %d ready", stray);
+	close(moved.server);
+	close(moved.peer);
+	close(other);
+	close(other_peer);
+}
+
 /* Another thread adds sockets to the set a loop waits on, and then blocks
  * where the shim does not see it (an acceptor back in accept): the loop's
  * wait, begun on an empty set or not, reports them as soon as they are
@@ -1333,6 +1392,7 @@ static const struct {
 	{ "sigmask", scenario_sigmask },
 	{ "moved_socket", scenario_moved_socket },
 	{ "added_elsewhere", scenario_added_elsewhere },
+	{ "polled_elsewhere", scenario_polled_elsewhere },
 };
 #define SCENARIO_COUNT (sizeof(scenarios) / sizeof(scenarios[0]))
 
