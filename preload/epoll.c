@@ -1107,13 +1107,16 @@ static long kernel_wait(int set_fd, struct rs_lane *lane, struct epoll_event *ev
 						timeout_ns < 0 ? NULL : &timeout, mask));
 }
 
-/* The first loop to wait on a set takes the sockets added before it. */
+/* The first loop to wait on a set takes the sockets added before it (into
+ * its lane's arming list: under the lane's lock, which the flusher also
+ * takes). */
 static void set_waiter(struct rs_epoll *set, struct rs_lane *lane)
 {
 	if (atomic_load_explicit(&set->waiter_lane, memory_order_relaxed) == lane)
 		return;
 	if (atomic_exchange(&set->waiter_lane, lane))
 		return;
+	rs_lane_enter(lane);
 	pthread_mutex_lock(&set->lock);
 	for (unsigned i = 0; i < set->count; i++) {
 		struct rs_socket *socket = set->entries[i].socket;
@@ -1124,6 +1127,7 @@ static void set_waiter(struct rs_epoll *set, struct rs_lane *lane)
 		pthread_mutex_unlock(&socket->lock);
 	}
 	pthread_mutex_unlock(&set->lock);
+	rs_lane_leave(lane);
 }
 
 static long wait_common(int set_fd, struct epoll_event *events, int max, long long timeout_ns,
