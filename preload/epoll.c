@@ -1141,7 +1141,9 @@ static long wait_common(int set_fd, struct epoll_event *events, int max, long lo
 	if (!set || !lane || rs_bad_pointer(events))
 		return kernel_wait(set_fd, lane, events, max, timeout_ns, mask);
 	set_waiter(set, lane);
-	if (!has_entries(set)) {
+	/* The kernel's wait cannot be woken for a receive of this lane that
+	 * another loop wants ended (its socket moved there). */
+	if (!has_entries(set) && !lane->receives_in_flight) {
 		uint64_t started = timeout_ns > 0 ? rs_now_ns() : 0;
 		bool woken = false;
 

@@ -186,7 +186,9 @@ static long ring_poll(struct pollfd *fds, nfds_t count, long long timeout_ns,
 		if (!slots)
 			return 0;
 	}
-	if (!classify(fds, count, slots, &kernel_fds)) {
+	/* Kernel fds alone go to the kernel, unless a socket that moved to
+	 * another loop may need this lane to end its receive meanwhile. */
+	if (!classify(fds, count, slots, &kernel_fds) && !lane->receives_in_flight) {
 		if (slots != stack_slots)
 			free(slots);
 		return 0;

@@ -191,6 +191,9 @@ struct rs_lane {
 	struct rs_lane_stats *stats;
 	unsigned in_flight;        /* operations whose CQE is not yet reaped */
 	unsigned sends_in_flight;  /* of which sends: what the flusher watches */
+	/* Sockets' receives ahead armed here: another loop may ask for one
+	 * to end, so a wait must stay wakeable (in the ring). */
+	unsigned receives_in_flight;
 	unsigned sends_prepared;   /* sends among the SQEs not yet submitted */
 	bool deferred;             /* the ring has DEFER_TASKRUN */
 	bool receive_poll_first;   /* the kernel has IORING_RECVSEND_POLL_FIRST */

@@ -523,6 +523,7 @@ void rs_socket_arm(struct rs_socket *socket, struct rs_lane *lane)
 		socket->rx_in_flight = true;
 		socket->rx_multishot = true;
 		socket->rx_lane = lane;
+		lane->receives_in_flight++;
 		rs_socket_ref(socket);
 	}
 	if (arm_here && socket->rx_wanted && !socket->rx_in_flight &&
@@ -544,6 +545,7 @@ void rs_socket_arm(struct rs_socket *socket, struct rs_lane *lane)
 		io_uring_sqe_set_data(sqe, &socket->rx_op);
 		socket->rx_in_flight = true;
 		socket->rx_lane = lane;
+		lane->receives_in_flight++;
 		rs_socket_ref(socket);
 	}
 	if (socket->writable_poll_wanted && !socket->writable_poll_in_flight) {
@@ -587,8 +589,11 @@ void rs_socket_receive_done(struct rs_socket *socket, struct rs_lane *lane, int 
 {
 	bool more = cqe_flags & IORING_CQE_F_MORE;
 
-	if (!more)
+	if (!more) {
 		socket->rx_in_flight = false;
+		if (lane->receives_in_flight)
+			lane->receives_in_flight--;
+	}
 	if (cqe_flags & IORING_CQE_F_BUFFER) {
 		unsigned id = cqe_flags >> IORING_CQE_BUFFER_SHIFT;
 		bool kept = true;
