@@ -969,7 +969,10 @@ static void lane_destroy(void *argument)
 		};
 
 		lane_register(lane, IORING_REGISTER_SYNC_CANCEL, &cancel, 1);
-		rs_lane_reap(lane);
+		/* On a deferred ring the cancelled ones complete only in our
+		 * task work: run, their sockets' receives are no longer in
+		 * flight, and another lane arms the next. */
+		rs_lane_run_task_work(lane);
 	}
 	for (unsigned i = 0; i < lane->dirty_count; i++) {
 		struct rs_socket *socket = lane->dirty[i];

@@ -1368,6 +1368,81 @@ static void scenario_added_elsewhere(void)
 	close(added.epoll_fd);
 }
 
+/* A connection passed between two loops, each with a pipe of its own in
+ * its set (the hand-over's wake-up), the way a server balancing its
+ * threads does: the loop that gave it away waits on a set with its pipe
+ * alone while the other takes it.  Only the holder prints. */
+struct passed_between {
+	int server;
+	int peer;
+	int to_second[2];
+	int to_first[2];
+};
+
+static void *passed_between_thread(void *argument)
+{
+	struct passed_between *passed = argument;
+	int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event event;
+	char buf[100];
+	long n;
+
+	control(epoll_fd, EPOLL_CTL_ADD, passed->to_second[0], EPOLLIN, 0xb2);
+	while (epoll_wait(epoll_fd, &event, 1, -1) != 1)
+		;
+	await_go(passed->to_second[0]);
+	STEP("ADD to the second loop's set", control(epoll_fd, EPOLL_CTL_ADD, passed->server, EPOLLIN, 0xb1));
+	peer_send(passed->peer, "m1");
+	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "second loop's wait after the peer sent");
+	n = STEP("read(100) on the second loop", read(passed->server, buf, 100));
+	show_data("read", buf, n);
+	STEP("read(100) when empty", read(passed->server, buf, 100));
+	STEP("DEL from the second loop's set", control(epoll_fd, EPOLL_CTL_DEL, passed->server, 0, 0));
+	if (write(passed->to_first[1], "g", 1) != 1)
+		die("writing the go pipe: %s", strerror(errno));
+	close(epoll_fd);
+	return NULL;
+}
+
+static void scenario_passed_between(void)
+{
+	struct passed_between passed;
+	int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	pthread_t thread;
+	char buf[100];
+	long n;
+
+	make_pair(&passed.server, &passed.peer, true);
+	if (pipe(passed.to_second) != 0 || pipe(passed.to_first) != 0 ||
+	    pthread_create(&thread, NULL, passed_between_thread, &passed) != 0)
+		die("pipe or pthread_create failed");
+	STEP("ADD", control(epoll_fd, EPOLL_CTL_ADD, passed.server, EPOLLIN, 0xa1));
+	STEP("ADD the first loop's pipe", control(epoll_fd, EPOLL_CTL_ADD, passed.to_first[0], EPOLLIN, 0xa2));
+	peer_send(passed.peer, "m0");
+	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "first loop's wait after the peer sent");
+	n = STEP("read(100)", read(passed.server, buf, 100));
+	show_data("read", buf, n);
+	STEP("read(100) when empty", read(passed.server, buf, 100));
+	STEP("DEL", control(epoll_fd, EPOLL_CTL_DEL, passed.server, 0, 0));
+	if (write(passed.to_second[1], "g", 1) != 1)
+		die("writing the go pipe: %s", strerror(errno));
+	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "first loop's wait, its pipe alone in its set");
+	await_go(passed.to_first[0]);
+	pthread_join(thread, NULL);
+	STEP("ADD back", control(epoll_fd, EPOLL_CTL_ADD, passed.server, EPOLLIN, 0xa3));
+	peer_send(passed.peer, "m2");
+	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "first loop's wait after the peer sent again");
+	n = STEP("read(100)", read(passed.server, buf, 100));
+	show_data("read", buf, n);
+	close(passed.server);
+	close(passed.peer);
+	for (int i = 0; i < 2; i++) {
+		close(passed.to_second[i]);
+		close(passed.to_first[i]);
+	}
+	close(epoll_fd);
+}
+
 static const struct {
 	const char *name;
 	void (*run)(void);
@@ -1393,6 +1468,7 @@ static const struct {
 	{ "moved_socket", scenario_moved_socket },
 	{ "added_elsewhere", scenario_added_elsewhere },
 	{ "polled_elsewhere", scenario_polled_elsewhere },
+	{ "passed_between", scenario_passed_between },
 };
 #define SCENARIO_COUNT (sizeof(scenarios) / sizeof(scenarios[0]))
 
