@@ -17,6 +17,13 @@
  * receives ahead also waits for the kernel's fds, and the kernel set is read
  * (epoll_wait with a zero timeout) only when that poll has fired.
  *
+ * A socket added to a set is received on the lane of the set's waiter,
+ * whichever thread adds it, and one added to another thread's set moves
+ * there (rs_socket_follow_loop): its completions then wake the loop that
+ * waits for them.  A waiter in the kernel's epoll_wait (its set had no
+ * socket yet) is woken for a socket added meanwhile by an eventfd in the
+ * kernel part, whose event is never passed on.
+ *
  * Lock order: lane, then set, then socket.  A set is waited on by one thread
  * at a time in practice (one event loop per thread); another thread waiting
  * on the same set looks again every few milliseconds, since completions of
