@@ -1176,6 +1176,19 @@ static void scenario_sigmask(void)
  * takes it over): the new loop's wait sees what arrives, as with the
  * kernel, without waiting for anything else to happen.  Only the moving
  * thread prints; the first loop's waits find nothing. */
+/* The peer sends text; a wait on the set reports it, and a read takes it. */
+static void sent_then_read(int epoll_fd, int server, int peer, const char *text,
+			   const char *wait_step, const char *read_step)
+{
+	char buf[100];
+	long n;
+
+	peer_send(peer, text);
+	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, wait_step);
+	n = STEP(read_step, read(server, buf, 100));
+	show_data("read", buf, n);
+}
+
 struct moved_socket {
 	int server;
 	int peer;
@@ -1187,18 +1200,13 @@ static void *moved_socket_thread(void *argument)
 	struct moved_socket *moved = argument;
 	int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	char buf[100];
-	long n;
 
 	STEP("ADD to the second thread's set", control(epoll_fd, EPOLL_CTL_ADD, moved->server, EPOLLIN, 0x83));
-	peer_send(moved->peer, "two");
-	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "second thread's wait after the peer sent");
-	n = STEP("read(100) on the second thread", read(moved->server, buf, 100));
-	show_data("read", buf, n);
+	sent_then_read(epoll_fd, moved->server, moved->peer, "two", "second thread's wait after the peer sent",
+		       "read(100) on the second thread");
 	STEP("read(100) when empty", read(moved->server, buf, 100));
-	peer_send(moved->peer, "three");
-	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "second thread's wait after the peer sent again");
-	n = STEP("read(100) on the second thread", read(moved->server, buf, 100));
-	show_data("read", buf, n);
+	sent_then_read(epoll_fd, moved->server, moved->peer, "three", "second thread's wait after the peer sent again",
+		       "read(100) on the second thread");
 	close(epoll_fd);
 	atomic_store(&moved->done, true);
 	return NULL;
@@ -1212,16 +1220,13 @@ static void scenario_moved_socket(void)
 	pthread_t thread;
 	int stray = 0;
 	char buf[100];
-	long n;
 
 	make_pair(&moved.server, &moved.peer, true);
 	make_pair(&other, &other_peer, true);
 	STEP("ADD", control(epoll_fd, EPOLL_CTL_ADD, moved.server, EPOLLIN, 0x81));
 	STEP("ADD another socket", control(epoll_fd, EPOLL_CTL_ADD, other, EPOLLIN, 0x82));
-	peer_send(moved.peer, "one");
-	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "first thread's wait after the peer sent");
-	n = STEP("read(100)", read(moved.server, buf, 100));
-	show_data("read", buf, n);
+	sent_then_read(epoll_fd, moved.server, moved.peer, "one", "first thread's wait after the peer sent",
+		       "read(100)");
 	STEP("read(100) when empty", read(moved.server, buf, 100));
 	show_wait(epoll_fd, 16, 0, "wait(0) drained");
 	STEP("DEL", control(epoll_fd, EPOLL_CTL_DEL, moved.server, 0, 0));
@@ -1318,6 +1323,12 @@ static void await_go(int fd)
 		die("reading the go pipe: %s", strerror(errno));
 }
 
+static void give_go(int fd)
+{
+	if (write(fd, "g", 1) != 1)
+		die("writing the go pipe: %s", strerror(errno));
+}
+
 static void *added_elsewhere_thread(void *argument)
 {
 	struct added_elsewhere *added = argument;
@@ -1348,17 +1359,13 @@ static void scenario_added_elsewhere(void)
 	n = STEP("read(100)", read(added.sockets[0], buf, 100));
 	show_data("read", buf, n);
 	STEP("read(100) when empty", read(added.sockets[0], buf, 100));
-	if (write(added.go[1], "g", 1) != 1)
-		die("writing the go pipe: %s", strerror(errno));
+	give_go(added.go[1]);
 	show_wait(added.epoll_fd, 16, READY_TIMEOUT_MS, "wait, another socket added meanwhile");
 	n = STEP("read(100) the other", read(added.sockets[1], buf, 100));
 	show_data("read", buf, n);
-	peer_send(added.peers[0], "three");
-	show_wait(added.epoll_fd, 16, READY_TIMEOUT_MS, "wait after the first one's peer sent again");
-	n = STEP("read(100)", read(added.sockets[0], buf, 100));
-	show_data("read", buf, n);
-	if (write(added.go[1], "g", 1) != 1)
-		die("writing the go pipe: %s", strerror(errno));
+	sent_then_read(added.epoll_fd, added.sockets[0], added.peers[0], "three", "wait after the first one's peer sent again",
+		       "read(100)");
+	give_go(added.go[1]);
 	pthread_join(thread, NULL);
 	for (int i = 0; i < 2; i++) {
 		close(added.sockets[i]);
@@ -1385,21 +1392,17 @@ static void *passed_between_thread(void *argument)
 	int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event event;
 	char buf[100];
-	long n;
 
 	control(epoll_fd, EPOLL_CTL_ADD, passed->to_second[0], EPOLLIN, 0xb2);
 	while (epoll_wait(epoll_fd, &event, 1, -1) != 1)
 		;
 	await_go(passed->to_second[0]);
 	STEP("ADD to the second loop's set", control(epoll_fd, EPOLL_CTL_ADD, passed->server, EPOLLIN, 0xb1));
-	peer_send(passed->peer, "m1");
-	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "second loop's wait after the peer sent");
-	n = STEP("read(100) on the second loop", read(passed->server, buf, 100));
-	show_data("read", buf, n);
+	sent_then_read(epoll_fd, passed->server, passed->peer, "m1", "second loop's wait after the peer sent",
+		       "read(100) on the second loop");
 	STEP("read(100) when empty", read(passed->server, buf, 100));
 	STEP("DEL from the second loop's set", control(epoll_fd, EPOLL_CTL_DEL, passed->server, 0, 0));
-	if (write(passed->to_first[1], "g", 1) != 1)
-		die("writing the go pipe: %s", strerror(errno));
+	give_go(passed->to_first[1]);
 	close(epoll_fd);
 	return NULL;
 }
@@ -1410,7 +1413,6 @@ static void scenario_passed_between(void)
 	int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	pthread_t thread;
 	char buf[100];
-	long n;
 
 	make_pair(&passed.server, &passed.peer, true);
 	if (pipe(passed.to_second) != 0 || pipe(passed.to_first) != 0 ||
@@ -1418,22 +1420,17 @@ static void scenario_passed_between(void)
 		die("pipe or pthread_create failed");
 	STEP("ADD", control(epoll_fd, EPOLL_CTL_ADD, passed.server, EPOLLIN, 0xa1));
 	STEP("ADD the first loop's pipe", control(epoll_fd, EPOLL_CTL_ADD, passed.to_first[0], EPOLLIN, 0xa2));
-	peer_send(passed.peer, "m0");
-	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "first loop's wait after the peer sent");
-	n = STEP("read(100)", read(passed.server, buf, 100));
-	show_data("read", buf, n);
+	sent_then_read(epoll_fd, passed.server, passed.peer, "m0", "first loop's wait after the peer sent",
+		       "read(100)");
 	STEP("read(100) when empty", read(passed.server, buf, 100));
 	STEP("DEL", control(epoll_fd, EPOLL_CTL_DEL, passed.server, 0, 0));
-	if (write(passed.to_second[1], "g", 1) != 1)
-		die("writing the go pipe: %s", strerror(errno));
+	give_go(passed.to_second[1]);
 	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "first loop's wait, its pipe alone in its set");
 	await_go(passed.to_first[0]);
 	pthread_join(thread, NULL);
 	STEP("ADD back", control(epoll_fd, EPOLL_CTL_ADD, passed.server, EPOLLIN, 0xa3));
-	peer_send(passed.peer, "m2");
-	show_wait(epoll_fd, 16, READY_TIMEOUT_MS, "first loop's wait after the peer sent again");
-	n = STEP("read(100)", read(passed.server, buf, 100));
-	show_data("read", buf, n);
+	sent_then_read(epoll_fd, passed.server, passed.peer, "m2", "first loop's wait after the peer sent again",
+		       "read(100)");
 	close(passed.server);
 	close(passed.peer);
 	for (int i = 0; i < 2; i++) {
